@@ -1,0 +1,205 @@
+"""The ``lamina`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from lamina import __version__
+
+log = logging.getLogger("lamina")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lamina", description="AWS Lambda, real and visible, on this machine."
+    )
+    parser.add_argument("--version", action="version", version=f"lamina {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    invoke = commands.add_parser(
+        "invoke", help="invoke a function once; payload on stdout, logs on stderr"
+    )
+    invoke.add_argument(
+        "name", metavar="FUNCTION", help="function name (or logical id)"
+    )
+    invoke.add_argument(
+        "-t", "--template", help="SAM template (default: ./template.yaml)"
+    )
+    source = invoke.add_mutually_exclusive_group()
+    source.add_argument("-e", "--event", help="event file, or - for standard input")
+    source.add_argument(
+        "-s", "--sample", help="a bundled sample event (lamina events list)"
+    )
+
+    serve = commands.add_parser(
+        "serve", help="run the Invoke API for a template's functions"
+    )
+    serve.add_argument(
+        "-t", "--template", help="SAM template (default: ./template.yaml)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1000,
+        help="service-wide limit of concurrent invokes (default 1000, as on AWS)",
+    )
+
+    events = commands.add_parser("events", help="bundled sample events")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    event_commands.add_parser("list", help="list the sample events")
+    show = event_commands.add_parser("show", help="print one sample event as JSON")
+    show.add_argument("event", metavar="NAME")
+
+    demo = commands.add_parser(
+        "demo", help="invoke every function of a template on its sample events"
+    )
+    demo.add_argument(
+        "-t", "--template", help="SAM template (default: ./template.yaml)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="lamina: %(message)s",
+        stream=sys.stderr,
+    )
+    from lamina.emulator.errors import LaminaError
+
+    try:
+        code = _dispatch(args)
+    except LaminaError as exc:
+        print(f"lamina: {_describe(exc)}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+def _describe(exc: Exception) -> str:
+    from lamina.emulator.errors import ServiceError
+
+    if isinstance(exc, ServiceError):
+        return f"{exc.error_type} ({exc.status}): {exc.message}"
+    return str(exc)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "events":
+        return _events(args)
+    if args.command == "invoke":
+        return _invoke(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "demo":
+        from lamina.demo import run_demo
+
+        return run_demo(args.template)
+    raise AssertionError(args.command)
+
+
+def _events(args: argparse.Namespace) -> int:
+    from lamina import events
+
+    if args.events_command == "list":
+        names = events.names()
+        width = max(len(name) for name in names)
+        for name in names:
+            print(f"{name:<{width}}  {events.describe(name)}")
+        return 0
+    try:
+        print(json.dumps(events.load(args.event), indent=2))
+    except events.UnknownEventError as exc:
+        print(f"lamina: {exc.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _read_event(args: argparse.Namespace) -> bytes:
+    from lamina import events
+
+    if args.sample:
+        try:
+            return json.dumps(events.load(args.sample)).encode()
+        except events.UnknownEventError as exc:
+            raise SystemExit(f"lamina: {exc.args[0]}") from exc
+    if args.event == "-":
+        return sys.stdin.buffer.read()
+    if args.event:
+        try:
+            return Path(args.event).read_bytes()
+        except OSError as exc:
+            raise SystemExit(
+                f"lamina: cannot read event file {args.event}: {exc.strerror}"
+            ) from exc
+    return b"{}"
+
+
+def load_service(template: str | None, **options: Any) -> Any:
+    from lamina.emulator.service import LambdaService
+    from lamina.emulator.template import find_template, load_template
+
+    loaded = load_template(find_template(template))
+    service = LambdaService(loaded.functions, **options)
+    service.prepare()
+    return service
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from lamina.emulator.function import parse_function_name
+    from lamina.emulator.service import InvokeRequest
+
+    payload = _read_event(args)
+    service = load_service(args.template)
+
+    async def once() -> Any:
+        try:
+            return await service.invoke(
+                InvokeRequest(parse_function_name(args.name), payload)
+            )
+        finally:
+            await service.close()
+
+    outcome = asyncio.run(once())
+    sys.stdout.buffer.write(outcome.payload + b"\n")
+    sys.stdout.flush()
+    return 1 if outcome.is_error else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lamina.emulator import server
+    from lamina.emulator.logs import StreamSink
+
+    service = load_service(
+        args.template,
+        sink=StreamSink(sys.stderr, prefix=True),
+        concurrency_limit=args.max_concurrency,
+    )
+
+    def ready(host: str, port: int) -> None:
+        print(f"lamina: Invoke API at http://{host}:{port}", file=sys.stderr)
+        for name, config in service.functions.items():
+            print(
+                f"  {name:<24} {config.runtime:<16} {config.code_dir}", file=sys.stderr
+            )
+        print(
+            f"  try: aws lambda invoke --endpoint-url http://{host}:{port} "
+            f"--function-name {next(iter(service.functions))} out.json\n"
+            "  Ctrl-C stops the service and every execution environment.",
+            file=sys.stderr,
+        )
+
+    asyncio.run(server.serve(service, args.host, args.port, on_ready=ready))
+    print("lamina: stopped", file=sys.stderr)
+    return 0

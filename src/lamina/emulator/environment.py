@@ -1,0 +1,423 @@
+"""An execution environment: one ``bootstrap`` process and the Runtime API it talks to.
+
+Lifecycle, as Lambda runs it: ``start`` (init phase, bounded at 10 s) → ``invoke``
+one event at a time (the invoke phase, bounded by the function's timeout) → ``stop``
+(shutdown). A timeout or a crash ends the environment; the pool starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from lamina.emulator import http
+from lamina.emulator.function import INIT_TIMEOUT_S, FunctionConfig
+from lamina.emulator.logs import (
+    LogSink,
+    Report,
+    end_line,
+    init_report_line,
+    report_line,
+    start_line,
+    timeout_line,
+)
+from lamina.emulator.runtime_api import RuntimeAPIHandler, RuntimeResult
+
+logger = logging.getLogger(__name__)
+
+EXIT_ERROR = "Runtime.ExitError"
+INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
+TIMED_OUT = "Sandbox.Timedout"
+SHUTDOWN_GRACE_S = 1.0
+
+
+class State(Enum):
+    NEW = "new"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start the ``bootstrap``: argv, environment variables, working folder."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+
+
+@dataclass
+class PendingInvocation:
+    """An event on its way to the runtime, and the future its answer lands in."""
+
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    function_arn: str
+    trace_id: str
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    result: asyncio.Future[RuntimeResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(frozen=True)
+class InitFailure:
+    error_type: str
+    payload: bytes
+    status: str  # "error" or "timeout"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an invoke came to, for the caller and for the log."""
+
+    request_id: str
+    payload: bytes
+    is_error: bool
+    log: list[str]
+    report: Report
+    pid: int | None = None
+
+
+def platform_error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _die_with_parent() -> None:
+    # If lamina itself is killed, the kernel ends the bootstrap too.
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def peak_rss_mb(pid: int) -> int:
+    """Peak resident memory of a process and its descendants, in MB."""
+    total_kb = 0
+    stack = [pid]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmHWM:"):
+                        total_kb += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
+                    stack.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError):
+            continue
+    return max(1, round(total_kb / 1024))
+
+
+class ExecutionEnvironment:
+    """One ``bootstrap`` process, its Runtime API endpoint, and its log."""
+
+    def __init__(self, config: FunctionConfig, spec: LaunchSpec, sink: LogSink) -> None:
+        self.config = config
+        self.spec = spec
+        self.sink = sink
+        self.state = State.NEW
+        self.pid: int | None = None
+        self.init_duration_ms: float | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._server: asyncio.Server | None = None
+        self._api: RuntimeAPIHandler | None = None
+        self._exited: asyncio.Future[int] | None = None
+        self._output_fd = -1
+        self._partial = b""
+        self._lines: list[str] = []
+        self._max_memory_mb = 1
+        self._reported_cold = False
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    # -- output ----------------------------------------------------------------
+
+    def _emit(self, line: str) -> None:
+        self._lines.append(line)
+        self.sink.write(self.config.name, line)
+
+    def _on_output(self) -> None:
+        try:
+            data = os.read(self._output_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_output()
+            return
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        for raw in lines:
+            self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def _drain_output(self) -> None:
+        """Read what the runtime wrote before it answered, so it lands before END."""
+        while self._output_fd >= 0:
+            try:
+                data = os.read(self._output_fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._close_output()
+                break
+            data = self._partial + data
+            *lines, self._partial = data.split(b"\n")
+            for raw in lines:
+                self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def _close_output(self) -> None:
+        if self._output_fd >= 0:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self._output_fd)
+            if self._partial:
+                self._emit(self._partial.decode("utf-8", "replace"))
+                self._partial = b""
+            os.close(self._output_fd)
+            self._output_fd = -1
+
+    # -- init phase ------------------------------------------------------------
+
+    async def start(self, timeout_s: float = INIT_TIMEOUT_S) -> InitFailure | None:
+        """Run the init phase: spawn and wait for the first ``/next``."""
+        loop = asyncio.get_running_loop()
+        self._api = RuntimeAPIHandler()
+        self._server = await http.serve(self._api.handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        env = dict(self.spec.env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}")
+
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._output_fd = read_fd
+        loop.add_reader(read_fd, self._on_output)
+        started = time.perf_counter()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=env,
+                cwd=self.spec.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            await self.stop()
+            return self._entrypoint_failure(exc)
+        os.close(write_fd)
+        self.pid = self._process.pid
+        self._exited = loop.create_task(self._process.wait())  # type: ignore[assignment]
+
+        assert self._exited is not None
+        ready = self._api.ready
+        init_error = self._api.init_error
+        await asyncio.wait(
+            {ready, init_error, self._exited},
+            timeout=timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        self.init_duration_ms = (time.perf_counter() - started) * 1000
+        if ready.done() and not init_error.done():
+            self.state = State.IDLE
+            return None
+
+        failure = await self._init_failure(init_error)
+        await self.stop()
+        return failure
+
+    def _entrypoint_failure(self, exc: OSError) -> InitFailure:
+        reason = {
+            errno.ENOEXEC: "exec format error",
+            errno.EACCES: "permission denied",
+            errno.ENOENT: "no such file or directory",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        message = f"fork/exec {self.spec.argv[0]}: {reason}"
+        if exc.errno == errno.ENOENT:
+            message = f"Couldn't find valid bootstrap(s): [{self.spec.argv[0]} /opt/bootstrap]"
+        self._emit(f"Error: {message}\n{INVALID_ENTRYPOINT}")
+        return InitFailure(
+            INVALID_ENTRYPOINT, platform_error(INVALID_ENTRYPOINT, message), "error"
+        )
+
+    async def _init_failure(
+        self, init_error: asyncio.Future[RuntimeResult]
+    ) -> InitFailure:
+        if init_error.done():
+            result = init_error.result()
+            # Let the runtime finish writing why, then end it.
+            with contextlib.suppress(TimeoutError):
+                assert self._exited is not None
+                await asyncio.wait_for(asyncio.shield(self._exited), 0.5)
+            self._drain_output()
+            return InitFailure(
+                result.error_type or "Runtime.Unknown", result.body, "error"
+            )
+        assert self._exited is not None
+        if self._exited.done():
+            self._drain_output()
+            message = _exit_message(self._exited.result())
+            return InitFailure(EXIT_ERROR, platform_error(EXIT_ERROR, message), "error")
+        return InitFailure(
+            TIMED_OUT,
+            platform_error(
+                TIMED_OUT, f"Init phase did not complete in {INIT_TIMEOUT_S:.0f} s"
+            ),
+            "timeout",
+        )
+
+    def log_init_report(self, failure: InitFailure, phase: str) -> None:
+        self._emit(
+            init_report_line(
+                self.init_duration_ms or 0.0, phase, failure.status, failure.error_type
+            )
+        )
+
+    def take_lines(self) -> list[str]:
+        lines, self._lines = self._lines, []
+        return lines
+
+    # -- invoke phase ----------------------------------------------------------
+
+    async def invoke(self, pending: PendingInvocation, timeout_s: float) -> Outcome:
+        """Hand one event to the runtime and wait for its answer, a crash or the timeout."""
+        assert (
+            self._api is not None and self._exited is not None and self.pid is not None
+        )
+        self.state = State.BUSY
+        request_id = pending.request_id
+        self._emit(start_line(request_id))
+        started = time.perf_counter()
+        self._api.dispatch(pending)
+
+        await asyncio.wait(
+            {pending.result, self._exited},
+            timeout=timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        duration_ms = (time.perf_counter() - started) * 1000
+        init_ms = None
+        if not self._reported_cold:
+            init_ms, self._reported_cold = self.init_duration_ms, True
+
+        status = error_type = None
+        if pending.result.done():
+            result = pending.result.result()
+            payload, is_error = result.body, not result.ok
+            if result.platform_error:
+                status, error_type = "error", result.error_type
+                self._emit(f"RequestId: {request_id} Error: {result.message}")
+            self._max_memory_mb = max(self._max_memory_mb, peak_rss_mb(self.pid))
+            self._drain_output()
+            self.state = State.IDLE
+        elif self._exited.done():
+            self._drain_output()
+            message = _exit_message(self._exited.result())
+            payload = platform_error(
+                EXIT_ERROR, f"RequestId: {request_id} Error: {message}"
+            )
+            is_error, status, error_type = True, "error", EXIT_ERROR
+            self._emit(f"RequestId: {request_id} Error: {message}\n{EXIT_ERROR}")
+            self.state = State.DEAD
+        else:
+            self._max_memory_mb = max(self._max_memory_mb, peak_rss_mb(self.pid))
+            message = f"Task timed out after {timeout_s:.2f} seconds"
+            payload = platform_error(
+                TIMED_OUT, f"RequestId: {request_id} Error: {message}"
+            )
+            is_error, status, error_type = True, "timeout", None
+            self._api.abandon(request_id)
+            await self.stop(grace_s=0)
+            self._emit(timeout_line(request_id, timeout_s))
+
+        report = Report(
+            request_id=request_id,
+            duration_ms=duration_ms,
+            memory_mb=self.config.memory_mb,
+            max_memory_mb=self._max_memory_mb,
+            init_duration_ms=init_ms,
+            status=status,
+            error_type=error_type,
+        )
+        self._emit(end_line(request_id))
+        self._emit(report_line(report))
+        if self.state is State.DEAD:
+            await self.stop(grace_s=0)
+        return Outcome(
+            request_id, payload, is_error, self.take_lines(), report, self.pid
+        )
+
+    # -- shutdown --------------------------------------------------------------
+
+    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """End the environment: SIGTERM, a grace period, then SIGKILL to its group."""
+        self.state = State.DEAD
+        process = self._process
+        if process is not None and process.returncode is None:
+            if grace_s > 0:
+                _signal_group(process.pid, signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+        elif process is not None:
+            # The leader is gone; anything it left in its group goes with it.
+            _signal_group(process.pid, signal.SIGKILL)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._api is not None:
+            self._api.close()
+        self._drain_output()
+        self._close_output()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _exit_message(returncode: int) -> str:
+    if returncode < 0:
+        name = {
+            signal.SIGKILL: "killed",
+            signal.SIGSEGV: "segmentation fault",
+            signal.SIGTERM: "terminated",
+            signal.SIGABRT: "aborted",
+        }.get(signal.Signals(-returncode), signal.Signals(-returncode).name)
+        return f"Runtime exited with error: signal: {name}"
+    if returncode == 0:
+        return "Runtime exited without providing a reason"
+    return f"Runtime exited with error: exit status {returncode}"

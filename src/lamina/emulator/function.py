@@ -1,0 +1,105 @@
+"""A function's configuration, as Lambda holds it, and the names it answers to."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lamina.emulator.errors import InvalidParameterValue, ResourceNotFound
+
+ACCOUNT_ID = "123456789012"
+LATEST = "$LATEST"
+
+MEMORY_RANGE = (128, 10240)
+TIMEOUT_RANGE = (1, 900)
+INIT_TIMEOUT_S = 10.0
+
+# The FunctionName forms the Invoke API accepts: name, name:qualifier,
+# 123456789012:function:name, and the full ARN, each with an optional qualifier.
+_NAME = re.compile(
+    r"^(?:arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d):)?"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?"
+    r"(?P<name>[a-zA-Z0-9_-]{1,140})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$"
+)
+
+
+def region() -> str:
+    return (
+        os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One function: what a template declares, after defaults and validation."""
+
+    name: str
+    runtime: str
+    code_dir: Path
+    handler: str = ""
+    memory_mb: int = 128
+    timeout_s: float = 3.0
+    environment: dict[str, str] = field(default_factory=dict)
+    architecture: str = "x86_64"
+    layers: tuple[Layer, ...] = ()
+    reserved_concurrency: int | None = None
+    ephemeral_storage_mb: int = 512
+    # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).
+    sample_events: tuple[str, ...] = ()
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{self.name}"
+
+    @property
+    def is_python(self) -> bool:
+        return self.runtime.startswith("python3")
+
+    @property
+    def python_version(self) -> str:
+        """``python3.12`` → ``3.12``."""
+        return self.runtime.removeprefix("python")
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """What an Invoke request names: a function and the qualifier it asked for."""
+
+    name: str
+    qualifier: str
+
+
+def parse_function_name(raw: str, qualifier: str | None = None) -> FunctionRef:
+    """Read any FunctionName form the Invoke API accepts."""
+    match = _NAME.match(raw)
+    if match is None:
+        raise InvalidParameterValue(
+            f"1 validation error detected: Value '{raw}' at 'functionName' failed to "
+            "satisfy constraint: Member must satisfy regular expression pattern: "
+            "(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?"
+            "(\\d{12}:)?(function:)?([a-zA-Z0-9-_\\.]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
+        )
+    named = match.group("qualifier")
+    if named and qualifier and named != qualifier:
+        raise InvalidParameterValue(
+            "The derived qualifier from the function name does not match the "
+            "specified qualifier."
+        )
+    return FunctionRef(match.group("name"), named or qualifier or LATEST)
+
+
+def not_found(ref: FunctionRef) -> ResourceNotFound:
+    arn = f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{ref.name}"
+    if ref.qualifier != LATEST:
+        arn += f":{ref.qualifier}"
+    return ResourceNotFound(f"Function not found: {arn}")

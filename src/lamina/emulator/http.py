@@ -1,0 +1,209 @@
+"""A small asyncio HTTP/1.1 server: keep-alive, Content-Length and chunked bodies.
+
+Parsing is kept free of I/O (``parse_head``, ``render_response``) so it can be
+tested without sockets; ``serve`` puts it on a listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+logger = logging.getLogger(__name__)
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 64 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """The bytes on the wire are not an HTTP/1.1 request we can answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes = b""
+    path: str = ""
+    query: list[tuple[str, str]] = field(default_factory=list)
+    peer: tuple[str, int] | None = None
+    # Repeated headers (for Cookie, X-Foo: a / X-Foo: b) in arrival order.
+    header_list: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    close: bool = False
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def parse_head(head: bytes) -> Request:
+    """Parse a request line and headers (without the final blank line)."""
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
+        raise BadRequest("undecodable request head") from exc
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(f"malformed request line: {lines[0][:100]!r}")
+    method, target, _version = parts
+    if not method.isalpha() or not target:
+        raise BadRequest(f"malformed request line: {lines[0][:100]!r}")
+
+    headers: dict[str, str] = {}
+    header_list: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if not sep or not name or " " in name:
+            raise BadRequest(f"malformed header line: {line[:100]!r}")
+        key, value = name.lower(), value.strip()
+        header_list.append((key, value))
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+
+    split = urlsplit(target)
+    return Request(
+        method=method,
+        target=target,
+        headers=headers,
+        path=unquote(split.path),
+        query=parse_qsl(split.query, keep_blank_values=True),
+        header_list=header_list,
+    )
+
+
+def render_response(response: Response, *, keep_alive: bool) -> bytes:
+    status = response.status
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    names = set()
+    for name, value in response.headers:
+        names.add(name.lower())
+        lines.append(f"{name}: {value}")
+    if "date" not in names:
+        lines.append("Date: " + formatdate(usegmt=True))
+    lines.append(f"Content-Length: {len(response.body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise BadRequest("malformed chunk size") from exc
+        if size == 0:
+            # Trailers, if any, end with a blank line.
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass
+            return b"".join(parts)
+        total += size
+        if total > limit:
+            raise BadRequest("request body too large", 413)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
+    """Read one request; ``None`` when the peer closed between requests."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            raise BadRequest("connection closed mid-request") from exc
+        return None
+    except asyncio.LimitOverrunError as exc:
+        raise BadRequest("request head too large", 431) from exc
+
+    request = parse_head(head[:-4])
+    if "chunked" in request.header("transfer-encoding").lower():
+        request.body = await _read_chunked(reader, MAX_BODY)
+    else:
+        raw_length = request.header("content-length", "0") or "0"
+        if not raw_length.isdigit():
+            raise BadRequest("malformed Content-Length")
+        length = int(raw_length)
+        if length > MAX_BODY:
+            raise BadRequest("request body too large", 413)
+        if length:
+            request.body = await reader.readexactly(length)
+    return request
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
+    peer = writer.get_extra_info("peername")
+    try:
+        while True:
+            try:
+                request = await read_request(reader)
+            except BadRequest as exc:
+                body = f'{{"message": "{exc}"}}'.encode()
+                writer.write(
+                    render_response(Response(exc.status, body), keep_alive=False)
+                )
+                break
+            if request is None:
+                break
+            request.peer = peer
+            response = await handler(request)
+            keep_alive = not response.close and request.header("connection") != "close"
+            writer.write(render_response(response, keep_alive=keep_alive))
+            if not keep_alive:
+                break
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+
+async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
+    """Listen on host:port (0 picks a free port) and answer with ``handler``."""
+
+    async def on_connect(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # A connection still open when the loop shuts down (a runtime long-polling
+        # /next) is cancelled; that is its normal end, not an error to report.
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_connection(reader, writer, handler)
+
+    return await asyncio.start_server(
+        on_connect, host, port, limit=MAX_HEAD, reuse_address=True
+    )

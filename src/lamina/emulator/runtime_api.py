@@ -1,0 +1,177 @@
+"""The Runtime API (2018-06-01) that one execution environment's runtime talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lamina.emulator.http import Request, Response
+
+if TYPE_CHECKING:
+    from lamina.emulator.environment import PendingInvocation
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/2018-06-01/runtime/"
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # what Lambda lets a runtime post
+RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
+ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
+_JSON = ("Content-Type", "application/json")
+
+
+@dataclass(frozen=True)
+class RuntimeResult:
+    """What the runtime posted for an invocation (or what Lambda decided for it)."""
+
+    ok: bool
+    body: bytes
+    error_type: str | None = None
+    platform_error: bool = False
+    message: str = ""
+
+
+def _answer(status: int, error_type: str, message: str) -> Response:
+    body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+    return Response(status, body, [_JSON])
+
+
+_ACCEPTED = Response(202, b'{"status":"OK"}\n', [_JSON])
+
+
+def error_document(body: bytes, error_type: str | None) -> bytes:
+    """The runtime's error body when it is a JSON object; else one built around it."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        return body
+    text = body.decode("utf-8", "replace")
+    return json.dumps(
+        {"errorMessage": text, "errorType": error_type or "Runtime.Unknown"}
+    ).encode()
+
+
+class RuntimeAPIHandler:
+    """Routes one environment's Runtime API calls to its invocations."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.init_error: asyncio.Future[RuntimeResult] = loop.create_future()
+        self._queue: asyncio.Queue[PendingInvocation] = asyncio.Queue()
+        self._current: PendingInvocation | None = None
+        self._abandoned: set[str] = set()
+
+    def dispatch(self, pending: PendingInvocation) -> None:
+        self._queue.put_nowait(pending)
+
+    def abandon(self, request_id: str) -> None:
+        """The invoke is over (timed out): late answers for it are refused."""
+        self._abandoned.add(request_id)
+
+    def close(self) -> None:
+        for future in (self.ready, self.init_error):
+            if not future.done():
+                future.cancel()
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if not path.startswith(PREFIX):
+            return _answer(404, "InvalidRequest", f"No such route: {path}")
+        route = path[len(PREFIX) :]
+        method = request.method
+
+        if route == "invocation/next" and method == "GET":
+            return await self._next()
+        if route == "init/error" and method == "POST":
+            return self._post_init_error(request)
+        if route.startswith("invocation/") and method == "POST":
+            request_id, _, action = route[len("invocation/") :].rpartition("/")
+            if action == "response":
+                return self._post_response(request_id, request)
+            if action == "error":
+                return self._post_error(request_id, request)
+        if route in ("invocation/next", "init/error") or route.startswith(
+            "invocation/"
+        ):
+            return _answer(
+                405, "MethodNotAllowed", f"{method} is not allowed on {path}"
+            )
+        return _answer(404, "InvalidRequest", f"No such route: {path}")
+
+    async def _next(self) -> Response:
+        if not self.ready.done():
+            self.ready.set_result(None)
+        pending = await self._queue.get()
+        self._current = pending
+        headers = [
+            _JSON,
+            ("Lambda-Runtime-Aws-Request-Id", pending.request_id),
+            ("Lambda-Runtime-Deadline-Ms", str(pending.deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn", pending.function_arn),
+            ("Lambda-Runtime-Trace-Id", pending.trace_id),
+        ]
+        if pending.client_context:
+            headers.append(("Lambda-Runtime-Client-Context", pending.client_context))
+        if pending.cognito_identity:
+            headers.append(
+                ("Lambda-Runtime-Cognito-Identity", pending.cognito_identity)
+            )
+        return Response(200, pending.payload, headers)
+
+    def _invocation(self, request_id: str) -> PendingInvocation | Response:
+        pending = self._current
+        if pending is None or pending.request_id != request_id:
+            return _answer(400, "InvalidRequestID", "Invalid request ID")
+        if pending.result.done() or request_id in self._abandoned:
+            return _answer(
+                403,
+                "InvalidStateTransition",
+                f"State transition is not allowed: {request_id} already has a result",
+            )
+        return pending
+
+    def _post_response(self, request_id: str, request: Request) -> Response:
+        pending = self._invocation(request_id)
+        if isinstance(pending, Response):
+            return pending
+        size = len(request.body)
+        if size > MAX_RESPONSE_BYTES:
+            message = (
+                f"Response payload size ({size} bytes) exceeded maximum allowed "
+                f"payload size ({MAX_RESPONSE_BYTES} bytes)."
+            )
+            body = json.dumps(
+                {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
+            ).encode()
+            pending.result.set_result(
+                RuntimeResult(False, body, RESPONSE_TOO_LARGE, True, message)
+            )
+            return _answer(413, "RequestEntityTooLarge", message)
+        pending.result.set_result(RuntimeResult(True, request.body))
+        return _ACCEPTED
+
+    def _post_error(self, request_id: str, request: Request) -> Response:
+        pending = self._invocation(request_id)
+        if isinstance(pending, Response):
+            return pending
+        error_type = request.header(ERROR_TYPE_HEADER) or None
+        body = error_document(request.body, error_type)
+        pending.result.set_result(RuntimeResult(False, body, error_type))
+        return _ACCEPTED
+
+    def _post_init_error(self, request: Request) -> Response:
+        if self.ready.done() or self.init_error.done():
+            return _answer(
+                403,
+                "InvalidStateTransition",
+                "Init errors are only accepted during init",
+            )
+        error_type = request.header(ERROR_TYPE_HEADER) or "Runtime.Unknown"
+        body = error_document(request.body, error_type)
+        self.init_error.set_result(RuntimeResult(False, body, error_type))
+        return _ACCEPTED

@@ -1,0 +1,396 @@
+"""The local Lambda service: functions, their execution environments, invokes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.emulator import pythonrt
+from lamina.emulator.environment import (
+    ExecutionEnvironment,
+    InitFailure,
+    LaunchSpec,
+    Outcome,
+    PendingInvocation,
+    State,
+)
+from lamina.emulator.errors import (
+    InvalidRequestContent,
+    RequestTooLarge,
+    TooManyRequests,
+)
+from lamina.emulator.function import (
+    LATEST,
+    FunctionConfig,
+    FunctionRef,
+    not_found,
+    region,
+)
+from lamina.emulator.logs import (
+    LogSink,
+    Report,
+    StreamSink,
+    end_line,
+    report_line,
+    start_line,
+)
+
+logger = logging.getLogger(__name__)
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+CLIENT_CONTEXT_LIMIT = 3583
+DEFAULT_CONCURRENCY_LIMIT = 1000
+LAMBDA_PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    ref: FunctionRef
+    payload: bytes = b""
+    client_context: str | None = None  # base64 JSON, as the Invoke API takes it
+
+
+def trace_id() -> str:
+    root = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    return f"Root={root};Parent={secrets.token_hex(8)};Sampled=0"
+
+
+def validate_payload(payload: bytes, limit: int, operation: str) -> bytes:
+    """The event bytes to deliver, or the Invoke API's error for them."""
+    if len(payload) > limit:
+        raise RequestTooLarge(
+            f"Request must be smaller than {limit} bytes for the {operation} operation"
+        )
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: "
+            f"{exc}"
+        ) from exc
+    return payload
+
+
+def decode_client_context(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if len(raw) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidRequestContent(
+            f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes"
+        )
+    try:
+        text = base64.b64decode(raw, validate=True).decode("utf-8")
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from exc
+    return text
+
+
+class FunctionPool:
+    """The execution environments of one function: reuse warm ones, start cold ones."""
+
+    def __init__(self, service: LambdaService, config: FunctionConfig) -> None:
+        self.service = service
+        self.config = config
+        self.idle: list[ExecutionEnvironment] = []
+        self.busy = 0
+        self.spec: LaunchSpec | None = None
+
+    @property
+    def limit(self) -> int:
+        reserved = self.config.reserved_concurrency
+        return self.service.concurrency_limit if reserved is None else reserved
+
+    def check_capacity(self) -> None:
+        if self.busy >= self.limit:
+            reserved = self.config.reserved_concurrency is not None
+            raise TooManyRequests(
+                "Rate Exceeded.",
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+                if reserved
+                else "ConcurrentInvocationLimitExceeded",
+            )
+
+    def take_idle(self) -> ExecutionEnvironment | None:
+        while self.idle:
+            env = self.idle.pop()  # the most recently used: the warmest
+            if env.state is State.IDLE and env.is_alive():
+                return env
+        return None
+
+    async def invoke(self, request: InvokeRequest, payload: bytes) -> Outcome:
+        self.check_capacity()
+        self.busy += 1
+        try:
+            return await self._invoke(request, payload)
+        finally:
+            self.busy -= 1
+
+    async def _invoke(self, request: InvokeRequest, payload: bytes) -> Outcome:
+        config = self.config
+        request_id = str(uuid.uuid4())
+        env = self.take_idle()
+        init_lines: list[str] = []
+        invoke_started = time.perf_counter()
+
+        if env is None:
+            env = self.new_environment()
+            failure = await env.start()
+            if failure is not None:
+                # Lambda retries a failed init once, inside the invoke and under
+                # the function's timeout (the "suppressed init").
+                env.log_init_report(failure, "init")
+                init_lines = env.take_lines()
+                env = self.new_environment()
+                failure = await env.start(timeout_s=config.timeout_s)
+                if failure is not None:
+                    env.log_init_report(failure, "invoke")
+                    return self._failed_init(request_id, env, failure, init_lines)
+            init_lines += env.take_lines()
+
+        pending = PendingInvocation(
+            request_id=request_id,
+            payload=payload,
+            deadline_ms=int(time.time() * 1000 + config.timeout_s * 1000),
+            function_arn=self.invoked_arn(request.ref),
+            trace_id=trace_id(),
+            client_context=decode_client_context(request.client_context),
+        )
+        spent = time.perf_counter() - invoke_started if init_lines else 0.0
+        outcome = await env.invoke(pending, max(config.timeout_s - spent, 0.001))
+        if env.state is State.IDLE:
+            self.idle.append(env)
+        else:
+            self.service.environments.discard(env)
+        if init_lines:
+            outcome = Outcome(
+                outcome.request_id,
+                outcome.payload,
+                outcome.is_error,
+                init_lines + outcome.log,
+                outcome.report,
+                outcome.pid,
+            )
+        return outcome
+
+    def _failed_init(
+        self,
+        request_id: str,
+        env: ExecutionEnvironment,
+        failure: InitFailure,
+        earlier: list[str],
+    ) -> Outcome:
+        sink = self.service.sink
+        report = Report(
+            request_id=request_id,
+            duration_ms=env.init_duration_ms or 0.0,
+            memory_mb=self.config.memory_mb,
+            max_memory_mb=1,
+            status="timeout" if failure.status == "timeout" else "error",
+            error_type=failure.error_type,
+        )
+        lines = [start_line(request_id), end_line(request_id), report_line(report)]
+        for line in lines:
+            sink.write(self.config.name, line)
+        self.service.environments.discard(env)
+        log = earlier + env.take_lines() + lines
+        return Outcome(request_id, failure.payload, True, log, report, env.pid)
+
+    def invoked_arn(self, ref: FunctionRef) -> str:
+        if ref.qualifier != LATEST:
+            return f"{self.config.arn}:{ref.qualifier}"
+        return self.config.arn
+
+    def new_environment(self) -> ExecutionEnvironment:
+        if self.spec is None:
+            self.spec = self.service.launch_spec(self.config)
+        env = ExecutionEnvironment(self.config, self.spec, self.service.sink)
+        self.service.environments.add(env)
+        return env
+
+    async def stop(self) -> None:
+        self.idle.clear()
+
+
+class LambdaService:
+    """Every function of a template, ready to be invoked."""
+
+    def __init__(
+        self,
+        functions: dict[str, FunctionConfig],
+        *,
+        sink: LogSink | None = None,
+        concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
+    ) -> None:
+        self.functions = functions
+        self.sink = sink or StreamSink()
+        self.concurrency_limit = concurrency_limit
+        self.pools = {
+            name: FunctionPool(self, config) for name, config in functions.items()
+        }
+        self.environments: set[ExecutionEnvironment] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._deps: dict[str, Path | None] = {}
+
+    # -- set-up ----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Resolve interpreters and install dependencies before the first invoke."""
+        for config in self.functions.values():
+            if config.is_python:
+                interpreter, exact = pythonrt.interpreter_for(config.python_version)
+                if not exact:
+                    logger.warning(
+                        "%s: no python%s here; running it on Python %s instead",
+                        config.name,
+                        config.python_version,
+                        ".".join(map(str, sys.version_info[:2])),
+                    )
+                self._deps[config.name] = pythonrt.dependencies_dir(config, interpreter)
+                pythonrt.runtime_client_dir()
+
+    def launch_spec(self, config: FunctionConfig) -> LaunchSpec:
+        env = self.function_environment(config)
+        if config.is_python:
+            interpreter, _ = pythonrt.interpreter_for(config.python_version)
+            deps = self._deps.get(config.name)
+            if config.name not in self._deps:
+                deps = pythonrt.dependencies_dir(config, interpreter)
+            env["PYTHONPATH"] = pythonrt.python_path(config, deps)
+            env["PYTHONPYCACHEPREFIX"] = str(pythonrt.cache_dir() / "pycache")
+            env["PYTHONUNBUFFERED"] = "1"
+            argv = [interpreter, "-S", "-m", "lamina.runtime"]
+        else:
+            argv = [find_bootstrap(config)]
+        return LaunchSpec(argv=argv, env=env, cwd=str(config.code_dir))
+
+    def function_environment(self, config: FunctionConfig) -> dict[str, str]:
+        """The variables Lambda sets, with this machine's folders for /var/task and /opt."""
+        task = str(config.code_dir)
+        opt = [str(layer.path) for layer in config.layers]
+        host_path = os.environ.get("PATH", "")
+        env = {
+            "_HANDLER": config.handler,
+            "LAMBDA_TASK_ROOT": task,
+            "LAMBDA_RUNTIME_DIR": str(pythonrt.runtime_client_dir()),
+            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": _log_stream_name(),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": region(),
+            "AWS_DEFAULT_REGION": region(),
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{config.runtime}",
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": os.pathsep.join(
+                [f"{p}/bin" for p in opt] + [host_path or LAMBDA_PATH]
+            ),
+            "LD_LIBRARY_PATH": os.pathsep.join(
+                [task, f"{task}/lib"] + [f"{p}/lib" for p in opt]
+            ),
+        }
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.update(config.environment)
+        return env
+
+    # -- invoking ----------------------------------------------------------------
+
+    def pool(self, ref: FunctionRef) -> FunctionPool:
+        pool = self.pools.get(ref.name)
+        if pool is None or ref.qualifier != LATEST:
+            raise not_found(ref)
+        return pool
+
+    async def invoke(self, request: InvokeRequest) -> Outcome:
+        """A synchronous (RequestResponse) invoke."""
+        pool = self.pool(request.ref)
+        payload = validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
+        decode_client_context(request.client_context)
+        return await pool.invoke(request, payload)
+
+    def dry_run(self, request: InvokeRequest) -> None:
+        self.pool(request.ref)
+        validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
+
+    def invoke_async(self, request: InvokeRequest) -> str:
+        """An Event invoke: accepted now, run in the background."""
+        pool = self.pool(request.ref)
+        payload = validate_payload(request.payload, ASYNC_PAYLOAD_LIMIT, "InvokeAsync")
+        request_id = str(uuid.uuid4())
+        task = asyncio.get_running_loop().create_task(
+            self._run_event(pool, request, payload)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return request_id
+
+    async def _run_event(
+        self, pool: FunctionPool, request: InvokeRequest, payload: bytes
+    ) -> None:
+        # TODO: events live only in memory and are not retried; a stopped service
+        # loses the ones it had not run yet.
+        delay = 0.05
+        while True:
+            try:
+                outcome = await pool.invoke(request, payload)
+            except TooManyRequests:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if outcome.is_error:
+                logger.warning(
+                    "%s: async invoke %s failed: %s",
+                    pool.config.name,
+                    outcome.request_id,
+                    outcome.payload[:200].decode("utf-8", "replace"),
+                )
+            return
+
+    async def wait_idle(self) -> None:
+        """Wait until every accepted Event invoke has run."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(
+            *(env.stop() for env in list(self.environments)), return_exceptions=True
+        )
+        self.environments.clear()
+
+
+def find_bootstrap(config: FunctionConfig) -> str:
+    """The ``bootstrap`` Lambda would start: code root first, then the layers' /opt."""
+    places = [config.code_dir / "bootstrap"] + [
+        layer.path / "bootstrap" for layer in config.layers
+    ]
+    for place in places:
+        if place.is_file():
+            return str(place)
+    return str(places[0])
+
+
+def _log_stream_name() -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime())
+    return f"{day}/[$LATEST]{secrets.token_hex(16)}"

@@ -1,0 +1,375 @@
+"""Read functions out of an AWS SAM or CloudFormation template."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lamina.emulator.errors import TemplateError
+from lamina.emulator.function import (
+    ACCOUNT_ID,
+    MEMORY_RANGE,
+    TIMEOUT_RANGE,
+    FunctionConfig,
+    Layer,
+    region,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+LAMBDA_LAYER = "AWS::Lambda::LayerVersion"
+
+_RUNTIME = re.compile(r"^(python3\.\d+|provided(\.al2|\.al2023)?)$")
+_SUPPORTED = {
+    "Handler",
+    "Runtime",
+    "CodeUri",
+    "Code",
+    "MemorySize",
+    "Timeout",
+    "Environment",
+    "Architectures",
+    "Layers",
+    "ReservedConcurrentExecutions",
+    "EphemeralStorage",
+    "FunctionName",
+}
+# Properties that mean nothing on one machine; accepted without a word.
+_NO_LOCAL_EFFECT = {
+    "Description",
+    "Role",
+    "Policies",
+    "Tags",
+    "PermissionsBoundary",
+    "Tracing",
+    "AutoPublishAlias",
+    "KmsKeyArn",
+    "LoggingConfig",
+    "RuntimeManagementConfig",
+    "PackageType",
+}
+DEFAULT_NAMES = ("template.yaml", "template.yml")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form intrinsics (``!Ref``, ``!Sub``, ...)."""
+
+
+def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_Loader.add_multi_constructor("!", _intrinsic)
+
+
+@dataclass
+class Template:
+    path: Path
+    functions: dict[str, FunctionConfig] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_template(explicit: str | None, cwd: Path | None = None) -> Path:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise TemplateError(str(path), "no such template file")
+        return path
+    here = cwd or Path.cwd()
+    for name in DEFAULT_NAMES:
+        if (here / name).is_file():
+            return here / name
+    raise TemplateError(
+        str(here), "no template.yaml or template.yml here; pass --template PATH"
+    )
+
+
+def load_template(path: Path) -> Template:
+    """Parse ``path`` into function configurations; warn once per unsupported thing."""
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise TemplateError(str(path), f"not valid YAML{where}: {exc}") from exc
+    except OSError as exc:
+        raise TemplateError(str(path), f"cannot read: {exc.strerror}") from exc
+    if not isinstance(document, dict):
+        raise TemplateError(str(path), "not a template: expected a mapping at the top")
+    resources = document.get("Resources")
+    if not isinstance(resources, dict) or not resources:
+        raise TemplateError(str(path), "no Resources", field="Resources")
+
+    reader = _Reader(path, document)
+    template = Template(path=path)
+    for logical_id, resource in resources.items():
+        if not isinstance(resource, dict):
+            raise TemplateError(str(path), "expected a mapping", logical_id)
+        kind = resource.get("Type")
+        if kind in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
+            config = reader.function(logical_id, resource)
+            if config is not None:
+                template.functions[config.name] = config
+    template.warnings = reader.warnings
+    if not template.functions:
+        raise TemplateError(
+            str(path), "no AWS::Serverless::Function or AWS::Lambda::Function resource"
+        )
+    return template
+
+
+class _Reader:
+    def __init__(self, path: Path, document: dict[str, Any]) -> None:
+        self.path = path
+        self.base = path.parent
+        self.document = document
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+        globals_ = document.get("Globals") or {}
+        self.globals: dict[str, Any] = (
+            globals_.get("Function") or {} if isinstance(globals_, dict) else {}
+        )
+
+    def warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warnings.append(message)
+            logger.warning("%s", message)
+
+    def fail(self, logical_id: str, name: str, message: str) -> TemplateError:
+        return TemplateError(str(self.path), message, logical_id, name)
+
+    # -- intrinsic functions, as far as one machine can answer them -------------
+
+    def resolve(self, value: Any, logical_id: str) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item, logical_id) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(str(arg), logical_id)
+            if key == "Fn::Sub":
+                return self._sub(arg, logical_id)
+            if key.startswith("Fn::"):
+                self.warn(f"{logical_id}: {key} is not evaluated locally; left empty")
+                return ""
+        return {k: self.resolve(v, logical_id) for k, v in value.items()}
+
+    def _ref(self, name: str, logical_id: str) -> Any:
+        pseudo = {
+            "AWS::Region": region(),
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": "lamina",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        parameter = (self.document.get("Parameters") or {}).get(name)
+        if isinstance(parameter, dict) and "Default" in parameter:
+            return parameter["Default"]
+        resources = self.document.get("Resources") or {}
+        if name in resources:
+            return name
+        self.warn(f"{logical_id}: !Ref {name} has no value locally; left empty")
+        return ""
+
+    def _sub(self, arg: Any, logical_id: str) -> str:
+        text, names = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+
+        def substitute(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key in names:
+                return str(self.resolve(names[key], logical_id))
+            return str(self._ref(key, logical_id))
+
+        return re.sub(r"\$\{([^}!]+)\}", substitute, str(text))
+
+    # -- functions -------------------------------------------------------------
+
+    def function(
+        self, logical_id: str, resource: dict[str, Any]
+    ) -> FunctionConfig | None:
+        props = dict(resource.get("Properties") or {})
+        if resource["Type"] == SERVERLESS_FUNCTION:
+            props = _merge_globals(self.globals, props)
+        props = {k: self.resolve(v, logical_id) for k, v in props.items()}
+
+        for name in sorted(set(props) - _SUPPORTED - _NO_LOCAL_EFFECT):
+            self.warn(
+                f"{logical_id}: property {name} is not supported locally; ignored"
+            )
+
+        runtime = str(props.get("Runtime") or "")
+        if props.get("PackageType") == "Image":
+            self.warn(
+                f"{logical_id}: container image functions are not supported; skipped"
+            )
+            return None
+        if not _RUNTIME.match(runtime):
+            self.warn(
+                f"{logical_id}: runtime {runtime or '(none)'} is not supported "
+                "(python3.x and provided.* are); skipped"
+            )
+            return None
+
+        memory = self._int(logical_id, props, "MemorySize", 128, MEMORY_RANGE, "MB")
+        timeout = self._int(logical_id, props, "Timeout", 3, TIMEOUT_RANGE, "seconds")
+        storage = props.get("EphemeralStorage") or {}
+        storage_mb = self._int(
+            logical_id,
+            storage if isinstance(storage, dict) else {},
+            "Size",
+            512,
+            (512, 10240),
+            "MB",
+        )
+        reserved = props.get("ReservedConcurrentExecutions")
+        if reserved is not None and (not isinstance(reserved, int) or reserved < 0):
+            raise self.fail(
+                logical_id,
+                "ReservedConcurrentExecutions",
+                f"{reserved!r} is not a whole number of 0 or more",
+            )
+
+        return FunctionConfig(
+            name=str(props.get("FunctionName") or logical_id),
+            runtime=runtime,
+            code_dir=self._code_dir(logical_id, resource["Type"], props),
+            handler=str(props.get("Handler") or ""),
+            memory_mb=memory,
+            timeout_s=float(timeout),
+            environment=self._environment(logical_id, props),
+            architecture=self._architecture(logical_id, props),
+            layers=self._layers(logical_id, props),
+            reserved_concurrency=reserved,
+            ephemeral_storage_mb=storage_mb,
+            sample_events=_sample_events(resource),
+        )
+
+    def _int(
+        self,
+        logical_id: str,
+        props: dict[str, Any],
+        name: str,
+        default: int,
+        bounds: tuple[int, int],
+        unit: str,
+    ) -> int:
+        value = props.get(name, default)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        low, high = bounds
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(logical_id, name, f"{value!r} is not a whole number")
+        if not low <= value <= high:
+            raise self.fail(
+                logical_id,
+                name,
+                f"{value} is outside Lambda's range of {low}–{high} {unit}",
+            )
+        return value
+
+    def _code_dir(self, logical_id: str, kind: str, props: dict[str, Any]) -> Path:
+        field_name = "CodeUri" if kind == SERVERLESS_FUNCTION else "Code"
+        code = props.get(field_name)
+        if code is None:
+            return self.base
+        if not isinstance(code, str):
+            raise self.fail(
+                logical_id,
+                field_name,
+                "only a local folder is supported (an S3 location or inline code is not)",
+            )
+        if code.startswith("s3://"):
+            raise self.fail(
+                logical_id, field_name, f"{code} is in S3; give a local folder"
+            )
+        path = (self.base / code).resolve()
+        if not path.is_dir():
+            raise self.fail(logical_id, field_name, f"folder {path} does not exist")
+        return path
+
+    def _environment(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        env = props.get("Environment") or {}
+        variables = env.get("Variables") if isinstance(env, dict) else None
+        if variables is None:
+            return {}
+        if not isinstance(variables, dict):
+            raise self.fail(logical_id, "Environment.Variables", "expected a mapping")
+        return {str(k): _env_value(v) for k, v in variables.items()}
+
+    def _architecture(self, logical_id: str, props: dict[str, Any]) -> str:
+        archs = props.get("Architectures") or ["x86_64"]
+        if not isinstance(archs, list) or len(archs) != 1:
+            raise self.fail(
+                logical_id, "Architectures", "expected one of [x86_64], [arm64]"
+            )
+        if archs[0] not in ("x86_64", "arm64"):
+            raise self.fail(
+                logical_id, "Architectures", f"{archs[0]!r} is not x86_64 or arm64"
+            )
+        return str(archs[0])
+
+    def _layers(self, logical_id: str, props: dict[str, Any]) -> tuple[Layer, ...]:
+        layers = []
+        resources = self.document.get("Resources") or {}
+        for ref in props.get("Layers") or []:
+            resource = resources.get(ref) if isinstance(ref, str) else None
+            if not isinstance(resource, dict) or resource.get("Type") not in (
+                SERVERLESS_LAYER,
+                LAMBDA_LAYER,
+            ):
+                self.warn(f"{logical_id}: layer {ref} is not in this template; ignored")
+                continue
+            layer_props = resource.get("Properties") or {}
+            content = layer_props.get("ContentUri") or layer_props.get("Content")
+            if not isinstance(content, str) or not (self.base / content).is_dir():
+                raise self.fail(ref, "ContentUri", "expected a local folder")
+            layers.append(Layer(ref, (self.base / content).resolve()))
+        return tuple(layers)
+
+
+def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(globals_)
+    for key, value in props.items():
+        if key == "Environment" and isinstance(merged.get(key), dict):
+            variables = dict((merged[key].get("Variables") or {}))
+            variables.update((value or {}).get("Variables") or {})
+            merged[key] = {"Variables": variables}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _sample_events(resource: dict[str, Any]) -> tuple[str, ...]:
+    metadata = resource.get("Metadata") or {}
+    lamina = metadata.get("Lamina") if isinstance(metadata, dict) else None
+    names = lamina.get("SampleEvents") if isinstance(lamina, dict) else None
+    return tuple(str(name) for name in names) if isinstance(names, list) else ()

@@ -1,0 +1,194 @@
+"""A small HTTP/1.1 client for the Lambda Runtime API, on one keep-alive socket.
+
+``http.client`` would pull ``email`` and friends into every cold start; the Runtime
+API needs only a handful of request shapes, so they are written here directly.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+API_VERSION = "/2018-06-01"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+_MAX_XRAY_CAUSE = 1024 * 1024
+
+
+class RuntimeAPIError(Exception):
+    """The Runtime API answered with an unexpected status, or the link broke."""
+
+    def __init__(self, path: str, status: int, body: bytes) -> None:
+        super().__init__(
+            f"Runtime API {path} answered {status}: {body[:200].decode(errors='replace')}"
+        )
+        self.path = path
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One event handed out by ``/runtime/invocation/next``."""
+
+    request_id: str
+    deadline_ms: int
+    function_arn: str
+    trace_id: str | None
+    client_context: str | None
+    cognito_identity: str | None
+    tenant_id: str | None
+    invocation_id: str | None
+    content_type: str
+    body: bytes
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"AWS_LAMBDA_RUNTIME_API is not host:port: {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class RuntimeAPI:
+    """Blocking client. One instance per thread: a socket is not shared."""
+
+    def __init__(self, address: str) -> None:
+        self._address = split_address(address)
+        self._host = address.encode("ascii")
+        self._sock: socket.socket | None = None
+        self._file: object = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # -- the four calls ---------------------------------------------------------
+
+    def next(self) -> Invocation:
+        status, headers, body = self._request(
+            b"GET", API_VERSION + "/runtime/invocation/next", b"", ()
+        )
+        if status != 200:
+            raise RuntimeAPIError("/runtime/invocation/next", status, body)
+        get = headers.get
+        return Invocation(
+            request_id=get("lambda-runtime-aws-request-id", ""),
+            deadline_ms=int(get("lambda-runtime-deadline-ms") or 0),
+            function_arn=get("lambda-runtime-invoked-function-arn", ""),
+            trace_id=get("lambda-runtime-trace-id"),
+            client_context=get("lambda-runtime-client-context"),
+            cognito_identity=get("lambda-runtime-cognito-identity"),
+            tenant_id=get("lambda-runtime-aws-tenant-id"),
+            invocation_id=get("lambda-runtime-invocation-id"),
+            content_type=get("content-type", "application/json"),
+            body=body,
+        )
+
+    def post_response(
+        self, request_id: str, body: bytes, content_type: str = "application/json"
+    ) -> int:
+        """Post a result; return the status (202, or 413 when it is too large)."""
+        path = f"{API_VERSION}/runtime/invocation/{request_id}/response"
+        status, _, answer = self._request(
+            b"POST", path, body, (("Content-Type", content_type),)
+        )
+        if status not in (202, 413):
+            raise RuntimeAPIError(path, status, answer)
+        return status
+
+    def post_error(
+        self, request_id: str, error: bytes, error_type: str, xray_cause: str = ""
+    ) -> None:
+        path = f"{API_VERSION}/runtime/invocation/{request_id}/error"
+        self._post_error(path, error, error_type, xray_cause)
+
+    def post_init_error(self, error: bytes, error_type: str) -> None:
+        self._post_error(API_VERSION + "/runtime/init/error", error, error_type, "")
+
+    def _post_error(self, path: str, error: bytes, error_type: str, cause: str) -> None:
+        headers = [
+            ("Content-Type", "application/json"),
+            (ERROR_TYPE_HEADER, error_type),
+        ]
+        if cause and len(cause) < _MAX_XRAY_CAUSE and cause.isascii():
+            headers.append((XRAY_CAUSE_HEADER, cause))
+        status, _, answer = self._request(b"POST", path, error, headers)
+        if status != 202:
+            raise RuntimeAPIError(path, status, answer)
+
+    # -- the wire ---------------------------------------------------------------
+
+    def _connect(self) -> None:
+        sock = socket.create_connection(self._address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._file = sock.makefile("rb")
+
+    def _request(
+        self,
+        method: bytes,
+        path: str,
+        body: bytes,
+        headers: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+    ) -> tuple[int, dict[str, str], bytes]:
+        head = [method, b" ", path.encode("ascii"), b" HTTP/1.1\r\nHost: ", self._host]
+        for name, value in headers:
+            head.append(f"\r\n{name}: {value}".encode("latin-1"))
+        if method == b"POST":
+            head.append(b"\r\nContent-Length: %d" % len(body))
+        head.append(b"\r\n\r\n")
+        message = b"".join(head) + body
+
+        # A kept-alive socket may have been closed by the server while idle: one
+        # fresh connection is tried before giving up.
+        reused = self._sock is not None
+        try:
+            if self._sock is None:
+                self._connect()
+            assert self._sock is not None
+            self._sock.sendall(message)
+            return self._read_response()
+        except (ConnectionError, EOFError):
+            self.close()
+            if not reused:
+                raise
+            self._connect()
+            assert self._sock is not None
+            self._sock.sendall(message)
+            return self._read_response()
+
+    def _read_response(self) -> tuple[int, dict[str, str], bytes]:
+        readline = self._file.readline  # type: ignore[attr-defined]
+        read = self._file.read  # type: ignore[attr-defined]
+        line = readline(65537)
+        if not line:
+            raise EOFError("Runtime API closed the connection")
+        status = int(line.split(None, 2)[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(readline(65537).split(b";", 1)[0], 16)
+                if size == 0:
+                    while readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(read(size))
+                readline(65537)
+            body = b"".join(parts)
+        else:
+            body = read(int(headers.get("content-length", "0")))
+
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, body

@@ -1,0 +1,184 @@
+"""The runtime loop: next event → handler → response or error, for ever."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+from lamina.runtime.api import Invocation, RuntimeAPI
+from lamina.runtime.context import LambdaContext
+from lamina.runtime.faults import (
+    MARSHAL_ERROR,
+    UNMARSHAL_ERROR,
+    Fault,
+    exception_payload,
+    header_error_type,
+    log_lines,
+    xray_cause,
+)
+from lamina.runtime.handler import Handler, load_handler
+
+_TRACE_ENV = "_X_AMZN_TRACE_ID"
+
+
+def _encode_default(value: Any) -> Any:
+    # Decimal is what DynamoDB hands back; only look for it when it is loaded.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def marshal(result: Any) -> tuple[bytes, str]:
+    """The handler's return value as response bytes and their content type."""
+    if isinstance(result, bytes | bytearray):
+        return bytes(result), "application/unknown"
+    try:
+        text = json.dumps(result, ensure_ascii=False, default=_encode_default)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Fault(MARSHAL_ERROR, f"Unable to marshal response: {exc}") from exc
+    return text.encode("utf-8", "surrogatepass"), "application/json"
+
+
+def unmarshal(invocation: Invocation) -> Any:
+    if invocation.content_type not in ("application/json", ""):
+        return invocation.body
+    try:
+        return json.loads(invocation.body)
+    except ValueError as exc:
+        raise Fault(UNMARSHAL_ERROR, f"Unable to unmarshal input: {exc}") from exc
+
+
+def write_log(text: str) -> None:
+    """Write a runtime record to stdout whatever encoding stdout was given."""
+    sys.stdout.flush()
+    os.write(1, (text + "\n").encode("utf-8", "backslashreplace"))
+
+
+def _parse_json_header(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Runner:
+    """Runs one handler against one Runtime API connection."""
+
+    def __init__(self, api: RuntimeAPI, handler: Handler) -> None:
+        self.api = api
+        self.handler = handler
+        self._event_loop: Any = None
+
+    def _await(self, awaitable: Any) -> Any:
+        # One event loop for the life of the environment, created on first need, so
+        # that an async handler can keep clients bound to it between invokes.
+        if self._event_loop is None:
+            import asyncio
+
+            self._event_loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._event_loop)
+        return self._event_loop.run_until_complete(awaitable)
+
+    def handle(self, invocation: Invocation) -> None:
+        if invocation.trace_id:
+            os.environ[_TRACE_ENV] = invocation.trace_id
+        else:
+            os.environ.pop(_TRACE_ENV, None)
+        context = LambdaContext(
+            invocation.request_id,
+            invocation.deadline_ms,
+            invocation.function_arn,
+            identity=_parse_json_header(invocation.cognito_identity),
+            client_context=_parse_json_header(invocation.client_context),
+            tenant_id=invocation.tenant_id,
+            trace_id=invocation.trace_id,
+        )
+        try:
+            result = self.handler(unmarshal(invocation), context)
+            if hasattr(result, "__await__"):
+                result = self._await(result)
+            body, content_type = marshal(result)
+        except Exception as exc:
+            self.report(invocation.request_id, exc)
+            return
+        self._flush_output()
+        self.api.post_response(invocation.request_id, body, content_type)
+
+    def report(self, request_id: str, exc: Exception) -> None:
+        payload = exception_payload(exc, request_id)
+        write_log(log_lines(payload))
+        cause = "" if isinstance(exc, Fault) else xray_cause(exc)
+        self.api.post_error(
+            request_id,
+            json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+            header_error_type(payload["errorType"]),
+            cause,
+        )
+
+    @staticmethod
+    def _flush_output() -> None:
+        # The service orders the function's output before END: it must be written
+        # before the response is.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def serve_forever(self) -> None:
+        next_invocation, handle = self.api.next, self.handle
+        while True:
+            handle(next_invocation())
+
+
+def _make_output_safe() -> None:
+    # A handler's print() must never be what breaks an invoke: unencodable text is
+    # escaped instead of raising, and output reaches the log as it is written.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace", line_buffering=True)
+
+
+def run(handler: Handler) -> None:
+    """Run ``handler`` as this process's Lambda runtime. Does not return."""
+    _make_output_safe()
+    Runner(RuntimeAPI(os.environ["AWS_LAMBDA_RUNTIME_API"]), handler).serve_forever()
+
+
+def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
+    """Report a failed init phase and leave: Lambda starts a fresh environment."""
+    payload = exception_payload(exc)
+    error_type = exc.error_type if isinstance(exc, Fault) else "Runtime.Unknown"
+    write_log(log_lines(payload))
+    api.post_init_error(
+        json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+        error_type,
+    )
+    sys.exit(1)
+
+
+def main() -> None:
+    """``python -m lamina.runtime``: run the handler that ``_HANDLER`` names."""
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        sys.exit(
+            "lamina.runtime: AWS_LAMBDA_RUNTIME_API is not set; run this under "
+            "Lambda, `lamina invoke` or `lamina serve`"
+        )
+    _make_output_safe()
+    api = RuntimeAPI(address)
+    try:
+        handler = load_handler(
+            os.environ.get("_HANDLER", ""),
+            os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd(),
+        )
+    except Exception as exc:
+        init_error(api, exc)
+    Runner(api, handler).serve_forever()
