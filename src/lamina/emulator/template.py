@@ -128,6 +128,11 @@ def load_template(path: Path) -> Template:
             config = reader.function(logical_id, resource)
             if config is not None:
                 template.functions[config.name] = config
+    # One line per unsupported property, however many functions use it.
+    for name, users in sorted(reader.unsupported.items()):
+        reader.warn(
+            f"property {name} is not supported locally; ignored ({', '.join(users)})"
+        )
     template.warnings = reader.warnings
     if not template.functions:
         raise TemplateError(
@@ -143,6 +148,7 @@ class _Reader:
         self.document = document
         self.warnings: list[str] = []
         self._warned: set[str] = set()
+        self.unsupported: dict[str, list[str]] = {}
         globals_ = document.get("Globals") or {}
         self.globals: dict[str, Any] = (
             globals_.get("Function") or {} if isinstance(globals_, dict) else {}
@@ -216,9 +222,7 @@ class _Reader:
         props = {k: self.resolve(v, logical_id) for k, v in props.items()}
 
         for name in sorted(set(props) - _SUPPORTED - _NO_LOCAL_EFFECT):
-            self.warn(
-                f"{logical_id}: property {name} is not supported locally; ignored"
-            )
+            self.unsupported.setdefault(name, []).append(logical_id)
 
         runtime = str(props.get("Runtime") or "")
         if props.get("PackageType") == "Image":

@@ -1,0 +1,235 @@
+"""Shared fixtures: real services on loopback, real processes, real AWS clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = Path(__file__).resolve().parent / "functions" / "code"
+LAMINA = str(Path(sys.executable).parent / "lamina")
+RIE = Path(sys.executable).parent / "aws-lambda-rie"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+) -> object:
+    """Poll ``condition`` until it is truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose that matters here.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Output:
+    """Lines a child process writes, collected by a thread as they come."""
+
+    lines: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def follow(self, stream: object) -> threading.Thread:
+        def pump() -> None:
+            try:
+                for raw in stream:  # type: ignore[attr-defined]
+                    with self.lock:
+                        self.lines.append(raw.rstrip("\n"))
+            except (OSError, ValueError):  # closed under us at teardown
+                pass
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+    def snapshot(self) -> list[str]:
+        with self.lock:
+            return list(self.lines)
+
+    def text(self) -> str:
+        return "\n".join(self.snapshot())
+
+    def matching(self, pattern: str) -> list[str]:
+        return [line for line in self.snapshot() if re.search(pattern, line)]
+
+
+def stop_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """Signal, wait with a deadline, kill if need be; close its pipes."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            # The reader thread ends at EOF; give it a moment before closing.
+            deadline = time.monotonic() + 5
+            while not stream.closed and time.monotonic() < deadline:
+                try:
+                    stream.close()
+                except (OSError, ValueError):
+                    time.sleep(0.01)
+
+
+@dataclass
+class Served:
+    """A running ``lamina serve``: its URL, its log, its process."""
+
+    url: str
+    output: Output
+    process: subprocess.Popen[str]
+
+    def client(self, **config: object) -> object:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 0}, read_timeout=60, **config),
+        )
+
+
+def start_serve(template: Path, *extra: str) -> Served:
+    env = dict(os.environ, **CREDENTIALS, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [LAMINA, "serve", "-t", str(template), "--port", "0", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    output = Output()
+    output.follow(process.stderr)
+
+    def ready() -> str | None:
+        if process.poll() is not None:
+            raise AssertionError(f"lamina serve exited:\n{output.text()}")
+        for line in output.snapshot():
+            match = re.search(r"Invoke API at (http://\S+)", line)
+            if match:
+                return match.group(1)
+        return None
+
+    url = str(wait_for(ready, 30, "lamina serve to listen"))
+    return Served(url, output, process)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start ``lamina serve`` on a template; everything started is stopped after."""
+    started: list[Served] = []
+
+    def start(template_text: str, *extra: str) -> Served:
+        template = tmp_path / f"template-{len(started)}.yaml"
+        template.write_text(template_text)
+        served = start_serve(template, *extra)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        stop_process(served.process)
+
+
+def code_dir(tmp_path: Path, bootstrap: str | None = None) -> Path:
+    """A copy of the test functions' code, with a ``bootstrap`` when asked."""
+    target = tmp_path / "code"
+    if not target.exists():
+        shutil.copytree(CODE, target)
+    if bootstrap is not None:
+        path = target / "bootstrap"
+        path.write_text(bootstrap)
+        path.chmod(0o755)
+    return target
+
+
+def awslambdaric_bootstrap() -> str:
+    return f'#!/bin/sh\nexec "{sys.executable}" -m awslambdaric "$_HANDLER"\n'
+
+
+def rie_available() -> bool:
+    return RIE.is_file() and os.access(RIE, os.X_OK)
+
+
+@dataclass
+class RIEProcess:
+    url: str
+    output: Output
+    process: subprocess.Popen[str]
+
+
+def start_rie(handler: str, code: Path, argv: list[str], env: dict[str, str]) -> RIEProcess:
+    """AWS's emulator (no Docker) running one function, the way its README does it."""
+    port, api_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            str(RIE),
+            "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+            "--runtime-api-address", f"127.0.0.1:{api_port}",
+            *argv,
+        ],
+        cwd=code,
+        env=dict(os.environ, **CREDENTIALS, **env, _HANDLER=handler),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    output = Output()
+    output.follow(process.stdout)
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"RIE exited:\n{output.text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, 10, "AWS's emulator to listen")
+    return RIEProcess(f"http://127.0.0.1:{port}", output, process)

@@ -1,0 +1,71 @@
+"""Handlers whose behaviour the tests check, under every runtime client and service."""
+
+import datetime
+import os
+import time
+
+_invokes = 0
+
+
+def echo(event, context):
+    return {
+        "event": event,
+        "request_id": context.aws_request_id,
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "memory": str(context.memory_limit_in_mb),
+        "arn": context.invoked_function_arn,
+        "remaining": context.get_remaining_time_in_millis(),
+        "log_group": context.log_group_name,
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "pid": os.getpid(),
+    }
+
+
+def fail(event, context):
+    print("naïve ✓ about to fail")
+    raise ValueError("naïve ✓")
+
+
+def marshal(event, context):
+    return {"t": datetime.datetime.now(), "s": {1, 2}}
+
+
+def counter(event, context):
+    global _invokes
+    _invokes += 1
+    return {"invokes": _invokes, "pid": os.getpid()}
+
+
+def nothing(event, context):
+    return None
+
+
+def sleep(event, context):
+    time.sleep(event.get("seconds", 5))
+    return {"slept": True, "pid": os.getpid()}
+
+
+def crash(event, context):
+    print("crashing now")
+    os._exit(3)
+
+
+def chatty(event, context):
+    for index in range(100):
+        print(f"line {index:03d} " + "x" * 92)
+    print("the very last line")
+    return {"printed": 101}
+
+
+def touch(event, context):
+    with open(event["path"], "w") as marker:
+        marker.write(context.aws_request_id)
+    return {"touched": event["path"]}
+
+
+def ordered(event, context):
+    print("a")
+    time.sleep(0.3)
+    print("b")
+    raise RuntimeError("after a and b")

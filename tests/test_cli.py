@@ -1,0 +1,218 @@
+"""The ``lamina`` command as a person runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LAMINA, ROOT, Served, code_dir, pid_alive, wait_for
+
+PYTHON_FUNCTION = """
+Resources:
+  Echo:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.11
+      Handler: behave.echo
+      CodeUri: code
+      Events:
+        Api: {Type: Api}
+  Fail:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.11
+      Handler: behave.fail
+      CodeUri: code
+      Events:
+        Api: {Type: Api}
+"""
+
+
+def lamina(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LAMINA, *args], cwd=cwd, input=stdin, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    code_dir(tmp_path)
+    (tmp_path / "template.yaml").write_text(PYTHON_FUNCTION)
+    return tmp_path
+
+
+def test_invoke_prints_payload_on_stdout_and_logs_on_stderr(project: Path) -> None:
+    result = lamina("invoke", "Echo", "-e", "-", cwd=project, stdin='{"k": "v"}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["event"] == {"k": "v"}
+    assert re.search(r"^START RequestId: \S+ Version: \$LATEST$", result.stderr, re.M)
+    assert re.search(r"^REPORT RequestId: .*Init Duration: ", result.stderr, re.M)
+    assert "START" not in result.stdout
+
+
+def test_invoke_exits_1_on_a_function_error(project: Path) -> None:
+    result = lamina("invoke", "Fail", cwd=project)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["errorType"] == "ValueError"
+    assert "[ERROR] ValueError: naïve ✓" in result.stderr
+
+
+def test_invoke_with_a_sample_event(project: Path) -> None:
+    result = lamina("invoke", "Echo", "--sample", "sqs", cwd=project)
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)["event"]
+    assert event["Records"][0]["eventSource"] == "aws:sqs"
+
+
+def test_unsupported_property_is_reported_once_by_name(project: Path) -> None:
+    result = lamina("invoke", "Echo", cwd=project)
+    lines = [line for line in result.stderr.splitlines() if "Events" in line]
+    assert lines == ["lamina: property Events is not supported locally; ignored (Echo, Fail)"]
+
+
+def test_unknown_function_is_a_clear_error(project: Path) -> None:
+    result = lamina("invoke", "Nope", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "ResourceNotFoundException (404): Function not found: "
+        "arn:aws:lambda:us-east-1:123456789012:function:Nope"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param(
+            ("Runtime: python3.11\n      Handler: behave.echo",
+             "Runtime: python3.11\n      MemorySize: 64\n      Handler: behave.echo"),
+            "template.yaml: Echo.MemorySize: 64 is outside Lambda's range of 128–10240 MB",
+            id="memory-too-small",
+        ),
+        pytest.param(
+            ("Runtime: python3.11\n      Handler: behave.echo",
+             "Runtime: python3.11\n      Timeout: 901\n      Handler: behave.echo"),
+            "template.yaml: Echo.Timeout: 901 is outside Lambda's range of 1–900 seconds",
+            id="timeout-too-long",
+        ),
+        pytest.param(
+            ("CodeUri: code\n      Events", "CodeUri: nowhere\n      Events"),
+            "template.yaml: Echo.CodeUri: folder",
+            id="missing-code",
+        ),
+        pytest.param(
+            ("Resources:", "Resources: [oops"),
+            "template.yaml: not valid YAML (line",
+            id="bad-yaml",
+        ),
+    ],
+)
+def test_broken_template_is_one_line(
+    project: Path, change: tuple[str, str], expected: str
+) -> None:
+    template = project / "template.yaml"
+    template.write_text(template.read_text().replace(*change, 1))
+    result = lamina("invoke", "Echo", cwd=project)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if expected in line]
+    assert len(errors) == 1, result.stderr
+
+
+def test_no_template_says_what_to_do(tmp_path: Path) -> None:
+    result = lamina("invoke", "Echo", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no template.yaml or template.yml here; pass --template PATH" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "mode", "reason"),
+    [
+        pytest.param(None, None, "Couldn't find valid bootstrap(s)", id="missing"),
+        pytest.param("#!/bin/sh\necho hi\n", 0o644, "permission denied", id="not-executable"),
+        pytest.param("\x7fELF\x02garbage", 0o755, "exec format error", id="wrong-format"),
+    ],
+)
+def test_bad_bootstrap_is_invalid_entrypoint(
+    tmp_path: Path, bootstrap: str | None, mode: int | None, reason: str
+) -> None:
+    code = tmp_path / "custom"
+    code.mkdir()
+    if bootstrap is not None:
+        (code / "bootstrap").write_text(bootstrap)
+        assert mode is not None
+        (code / "bootstrap").chmod(mode)
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  Custom:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: provided.al2023\n      CodeUri: custom\n      Handler: x\n"
+    )
+    result = lamina("invoke", "Custom", cwd=tmp_path)
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["errorType"] == "Runtime.InvalidEntrypoint"
+    assert reason in payload["errorMessage"]
+    assert "Error Type: Runtime.InvalidEntrypoint" in result.stderr
+
+
+def test_events_list_and_show() -> None:
+    listed = lamina("events", "list", cwd=ROOT)
+    assert listed.returncode == 0
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert {"apigateway-rest", "apigateway-http", "function-url", "sqs", "sns", "s3",
+            "eventbridge", "dynamodb-stream", "kinesis"} <= set(names)
+    shown = lamina("events", "show", "s3", cwd=ROOT)
+    assert json.loads(shown.stdout)["Records"][0]["eventSource"] == "aws:s3"
+    unknown = lamina("events", "show", "nope", cwd=ROOT)
+    assert unknown.returncode == 2
+    assert "sqs" in unknown.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_cleanly_and_leaves_no_process(
+    project: Path, serve_project: object, sig: int
+) -> None:
+    served: Served = serve_project(project)  # type: ignore[operator]
+    client = served.client()
+    pid = json.loads(client.invoke(FunctionName="Echo")["Payload"].read())["pid"]
+    assert pid_alive(pid)
+
+    served.process.send_signal(sig)
+    assert served.process.wait(timeout=15) == 0
+    assert wait_for(lambda: not pid_alive(pid), 5, "the environment to be gone")
+
+
+@pytest.fixture
+def serve_project() -> object:
+    from tests.conftest import start_serve, stop_process
+
+    started: list[Served] = []
+
+    def start(project: Path) -> Served:
+        served = start_serve(project / "template.yaml")
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        stop_process(served.process, signal.SIGKILL)
+
+
+def test_demo_runs_the_bundled_example() -> None:
+    result = subprocess.run(
+        [LAMINA, "demo"], cwd=ROOT / "examples", capture_output=True, text=True,
+        timeout=120, check=False, env=dict(os.environ, NO_COLOR="1"),
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for name in ("RecordsFunction", "ShellFunction", "BrokenFunction"):
+        assert re.search(rf"^{name}\s", out, re.M), out
+    assert out.count("REPORT RequestId:") == 4
+    assert re.search(r"^BrokenFunction\s+sns\s+error \(ValueError\)", out, re.M)
+    assert re.search(r"^RecordsFunction\s+sqs\s+ok\s+\S+ ms\s+warm", out, re.M)
