@@ -205,14 +205,18 @@ class RIEProcess:
     process: subprocess.Popen[str]
 
 
-def start_rie(handler: str, code: Path, argv: list[str], env: dict[str, str]) -> RIEProcess:
+def start_rie(
+    handler: str, code: Path, argv: list[str], env: dict[str, str]
+) -> RIEProcess:
     """AWS's emulator (no Docker) running one function, the way its README does it."""
     port, api_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             str(RIE),
-            "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-            "--runtime-api-address", f"127.0.0.1:{api_port}",
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{api_port}",
             *argv,
         ],
         cwd=code,

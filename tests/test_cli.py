@@ -36,8 +36,13 @@ Resources:
 
 def lamina(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [LAMINA, *args], cwd=cwd, input=stdin, capture_output=True, text=True,
-        timeout=60, check=False,
+        [LAMINA, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -74,7 +79,9 @@ def test_invoke_with_a_sample_event(project: Path) -> None:
 def test_unsupported_property_is_reported_once_by_name(project: Path) -> None:
     result = lamina("invoke", "Echo", cwd=project)
     lines = [line for line in result.stderr.splitlines() if "Events" in line]
-    assert lines == ["lamina: property Events is not supported locally; ignored (Echo, Fail)"]
+    assert lines == [
+        "lamina: property Events is not supported locally; ignored (Echo, Fail)"
+    ]
 
 
 def test_unknown_function_is_a_clear_error(project: Path) -> None:
@@ -91,14 +98,18 @@ def test_unknown_function_is_a_clear_error(project: Path) -> None:
     ("change", "expected"),
     [
         pytest.param(
-            ("Runtime: python3.11\n      Handler: behave.echo",
-             "Runtime: python3.11\n      MemorySize: 64\n      Handler: behave.echo"),
+            (
+                "Runtime: python3.11\n      Handler: behave.echo",
+                "Runtime: python3.11\n      MemorySize: 64\n      Handler: behave.echo",
+            ),
             "template.yaml: Echo.MemorySize: 64 is outside Lambda's range of 128–10240 MB",
             id="memory-too-small",
         ),
         pytest.param(
-            ("Runtime: python3.11\n      Handler: behave.echo",
-             "Runtime: python3.11\n      Timeout: 901\n      Handler: behave.echo"),
+            (
+                "Runtime: python3.11\n      Handler: behave.echo",
+                "Runtime: python3.11\n      Timeout: 901\n      Handler: behave.echo",
+            ),
             "template.yaml: Echo.Timeout: 901 is outside Lambda's range of 1–900 seconds",
             id="timeout-too-long",
         ),
@@ -129,15 +140,21 @@ def test_broken_template_is_one_line(
 def test_no_template_says_what_to_do(tmp_path: Path) -> None:
     result = lamina("invoke", "Echo", cwd=tmp_path)
     assert result.returncode == 2
-    assert "no template.yaml or template.yml here; pass --template PATH" in result.stderr
+    assert (
+        "no template.yaml or template.yml here; pass --template PATH" in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
     ("bootstrap", "mode", "reason"),
     [
         pytest.param(None, None, "Couldn't find valid bootstrap(s)", id="missing"),
-        pytest.param("#!/bin/sh\necho hi\n", 0o644, "permission denied", id="not-executable"),
-        pytest.param("\x7fELF\x02garbage", 0o755, "exec format error", id="wrong-format"),
+        pytest.param(
+            "#!/bin/sh\necho hi\n", 0o644, "permission denied", id="not-executable"
+        ),
+        pytest.param(
+            "\x7fELF\x02garbage", 0o755, "exec format error", id="wrong-format"
+        ),
     ],
 )
 def test_bad_bootstrap_is_invalid_entrypoint(
@@ -165,8 +182,17 @@ def test_events_list_and_show() -> None:
     listed = lamina("events", "list", cwd=ROOT)
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert {"apigateway-rest", "apigateway-http", "function-url", "sqs", "sns", "s3",
-            "eventbridge", "dynamodb-stream", "kinesis"} <= set(names)
+    assert {
+        "apigateway-rest",
+        "apigateway-http",
+        "function-url",
+        "sqs",
+        "sns",
+        "s3",
+        "eventbridge",
+        "dynamodb-stream",
+        "kinesis",
+    } <= set(names)
     shown = lamina("events", "show", "s3", cwd=ROOT)
     assert json.loads(shown.stdout)["Records"][0]["eventSource"] == "aws:s3"
     unknown = lamina("events", "show", "nope", cwd=ROOT)
@@ -174,7 +200,9 @@ def test_events_list_and_show() -> None:
     assert "sqs" in unknown.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
 def test_serve_stops_cleanly_and_leaves_no_process(
     project: Path, serve_project: object, sig: int
 ) -> None:
@@ -206,8 +234,13 @@ def serve_project() -> object:
 
 def test_demo_runs_the_bundled_example() -> None:
     result = subprocess.run(
-        [LAMINA, "demo"], cwd=ROOT / "examples", capture_output=True, text=True,
-        timeout=120, check=False, env=dict(os.environ, NO_COLOR="1"),
+        [LAMINA, "demo"],
+        cwd=ROOT / "examples",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ, NO_COLOR="1"),
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

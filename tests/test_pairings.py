@@ -20,8 +20,8 @@ import pytest
 
 from tests.conftest import (
     ROOT,
-    code_dir,
     awslambdaric_bootstrap,
+    code_dir,
     rie_available,
     start_rie,
     start_serve,
@@ -57,7 +57,9 @@ def _template(runtime: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lamina_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Invoke]]:
+def lamina_service(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Invoke]]:
     started = []
 
     def make(runtime: str, bootstrap: str | None) -> Invoke:
@@ -71,7 +73,9 @@ def lamina_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
         def invoke(name: str, event: object) -> Result:
             answer = client.invoke(FunctionName=name, Payload=json.dumps(event))
-            return Result(json.loads(answer["Payload"].read()), answer.get("FunctionError"))
+            return Result(
+                json.loads(answer["Payload"].read()), answer.get("FunctionError")
+            )
 
         return invoke
 
@@ -102,7 +106,9 @@ def aws_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Invoke]:
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
-            return Result(json.loads(answer.read()), answer.headers.get("X-Amz-Function-Error"))
+            return Result(
+                json.loads(answer.read()), answer.headers.get("X-Amz-Function-Error")
+            )
 
     yield invoke
     for rie in running.values():
@@ -110,8 +116,11 @@ def aws_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Invoke]:
 
 
 @pytest.fixture(
-    params=["lamina-runtime/lamina-service", "awslambdaric/lamina-service",
-            "lamina-runtime/aws-emulator"]
+    params=[
+        "lamina-runtime/lamina-service",
+        "awslambdaric/lamina-service",
+        "lamina-runtime/aws-emulator",
+    ]
 )
 def pairing(request: pytest.FixtureRequest) -> tuple[str, Invoke]:
     name = request.param
@@ -145,7 +154,9 @@ def test_event_and_context_reach_the_handler(pairing: tuple[str, Invoke]) -> Non
         assert payload["trace"].startswith("Root=1-")
 
 
-def test_handler_error_is_reported_with_every_field(pairing: tuple[str, Invoke]) -> None:
+def test_handler_error_is_reported_with_every_field(
+    pairing: tuple[str, Invoke],
+) -> None:
     name, invoke = pairing
     result = invoke("fail", {})
 

@@ -9,6 +9,7 @@ REPORT lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -80,10 +81,8 @@ def table(rows: list[Row]) -> str:
             if report.error_type:
                 result += f" ({report.error_type})"
             else:
-                try:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     result += f" ({json.loads(row.outcome.payload)['errorType']})"
-                except (ValueError, KeyError, TypeError):
-                    pass
         init = (
             "warm"
             if report.init_duration_ms is None

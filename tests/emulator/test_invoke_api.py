@@ -56,7 +56,10 @@ def _template(folder: Path) -> str:
 """
         for name, (handler, timeout) in FUNCTIONS.items()
     )
-    return "Resources:" + body + """
+    return (
+        "Resources:"
+        + body
+        + """
   throttled:
     Type: AWS::Serverless::Function
     Properties:
@@ -65,6 +68,7 @@ def _template(folder: Path) -> str:
       CodeUri: code
       ReservedConcurrentExecutions: 0
 """
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +124,15 @@ def test_function_error_is_200_with_unhandled_header(client: object) -> None:
         pytest.param("echo:$LATEST", id="name-qualifier"),
         pytest.param("123456789012:function:echo", id="partial-arn"),
         pytest.param("arn:aws:lambda:us-east-1:123456789012:function:echo", id="arn"),
-        pytest.param("arn:aws:lambda:us-east-1:123456789012:function:echo:$LATEST",
-                     id="arn-qualifier"),
+        pytest.param(
+            "arn:aws:lambda:us-east-1:123456789012:function:echo:$LATEST",
+            id="arn-qualifier",
+        ),
     ],
 )
-def test_every_function_name_form_reaches_the_function(client: object, name: str) -> None:
+def test_every_function_name_form_reaches_the_function(
+    client: object, name: str
+) -> None:
     answer = invoke(client, name, {"form": name})
     assert json.loads(answer["Body"])["event"] == {"form": name}
 
@@ -142,8 +150,9 @@ def test_unknown_function_is_resource_not_found(client: object) -> None:
         invoke(client, "nope")
     error = raised.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
-    assert "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope" in (
-        error["Error"]["Message"]
+    assert (
+        "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope"
+        in (error["Error"]["Message"])
     )
 
 
@@ -162,7 +171,9 @@ def test_log_tail_is_at_most_4k_and_ends_with_this_report(client: object) -> Non
     assert "LogResult" not in plain
 
 
-def test_event_invoke_is_accepted_and_runs_later(client: object, tmp_path: Path) -> None:
+def test_event_invoke_is_accepted_and_runs_later(
+    client: object, tmp_path: Path
+) -> None:
     marker = tmp_path / "event-ran"
     answer = invoke(client, "touch", {"path": str(marker)}, InvocationType="Event")
     assert answer["StatusCode"] == 202
@@ -170,7 +181,9 @@ def test_event_invoke_is_accepted_and_runs_later(client: object, tmp_path: Path)
     wait_for(marker.exists, 15, "the async invoke's side effect")
 
 
-def test_dry_run_does_not_run_the_handler(client: object, service: Served, tmp_path: Path) -> None:
+def test_dry_run_does_not_run_the_handler(
+    client: object, service: Served, tmp_path: Path
+) -> None:
     marker = tmp_path / "dry-run"
     answer = invoke(client, "touch", {"path": str(marker)}, InvocationType="DryRun")
     assert answer["StatusCode"] == 204
@@ -236,7 +249,9 @@ def test_timeout_ends_the_environment_and_the_next_invoke_is_cold(
     request_id = answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     (report,) = reports(service, request_id)
     assert "Status: timeout" in report
-    assert wait_for(lambda: not pid_alive(warm["pid"]), 5, "the timed-out process to go")
+    assert wait_for(
+        lambda: not pid_alive(warm["pid"]), 5, "the timed-out process to go"
+    )
 
     after = invoke(client, "sleepy", {"seconds": 0})
     assert "FunctionError" not in after
@@ -276,12 +291,16 @@ def test_handler_in_a_subfolder(client: object) -> None:
     ("name", "error_type", "message"),
     [
         pytest.param(
-            "missing", "Runtime.ImportModuleError",
-            "Unable to import module 'sub/missing'", id="missing-module",
+            "missing",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'sub/missing'",
+            id="missing-module",
         ),
         pytest.param(
-            "nothere", "Runtime.HandlerNotFound",
-            "Handler 'nothere' missing on module 'behave'", id="missing-handler",
+            "nothere",
+            "Runtime.HandlerNotFound",
+            "Handler 'nothere' missing on module 'behave'",
+            id="missing-handler",
         ),
     ],
 )
@@ -309,8 +328,12 @@ def test_crash_during_init_returns_quickly_and_retries_in_a_fresh_process(
     payload = json.loads(answer["Body"])
     assert payload["errorType"] == "RuntimeError"
     assert payload["errorMessage"] == "cannot start: configuration missing"
-    assert service.output.matching(r"^\[initcrash\] INIT_REPORT .*Phase: init\tStatus: error")
-    assert service.output.matching(r"^\[initcrash\] INIT_REPORT .*Phase: invoke\tStatus: error")
+    assert service.output.matching(
+        r"^\[initcrash\] INIT_REPORT .*Phase: init\tStatus: error"
+    )
+    assert service.output.matching(
+        r"^\[initcrash\] INIT_REPORT .*Phase: invoke\tStatus: error"
+    )
 
     # The next invoke starts over: a new process imports the module again.
     init_ok = _init_ok_path(service)
@@ -329,12 +352,22 @@ def test_aws_cli_invokes_the_service(service: Served, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "aws"), "lambda", "invoke",
-            "--endpoint-url", service.url, "--function-name", "echo",
-            "--payload", '{"from": "cli"}', str(out),
+            str(Path(sys.executable).parent / "aws"),
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            service.url,
+            "--function-name",
+            "echo",
+            "--payload",
+            '{"from": "cli"}',
+            str(out),
         ],
         env=dict(os.environ, **CREDENTIALS),
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -355,11 +388,12 @@ def test_unknown_route_is_a_lambda_error(service: Served) -> None:
 def test_invalid_invocation_type_is_a_parameter_error(service: Served) -> None:
     request = urllib.request.Request(
         service.url + "/2015-03-31/functions/echo/invocations",
-        data=b"{}", method="POST", headers={"X-Amz-Invocation-Type": "Sometimes"},
+        data=b"{}",
+        method="POST",
+        headers={"X-Amz-Invocation-Type": "Sometimes"},
     )
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=10)
     assert raised.value.code == 400
     assert raised.value.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
     raised.value.close()
-

@@ -239,13 +239,13 @@ class ExecutionEnvironment:
             return self._entrypoint_failure(exc)
         os.close(write_fd)
         self.pid = self._process.pid
-        self._exited = loop.create_task(self._process.wait())  # type: ignore[assignment]
+        self._exited = loop.create_task(self._process.wait())
 
-        assert self._exited is not None
         ready = self._api.ready
         init_error = self._api.init_error
+        waiters: set[asyncio.Future[Any]] = {ready, init_error, self._exited}
         await asyncio.wait(
-            {ready, init_error, self._exited},
+            waiters,
             timeout=timeout_s,
             return_when=asyncio.FIRST_COMPLETED,
         )
@@ -322,8 +322,9 @@ class ExecutionEnvironment:
         started = time.perf_counter()
         self._api.dispatch(pending)
 
+        waiters: set[asyncio.Future[Any]] = {pending.result, self._exited}
         await asyncio.wait(
-            {pending.result, self._exited},
+            waiters,
             timeout=timeout_s,
             return_when=asyncio.FIRST_COMPLETED,
         )

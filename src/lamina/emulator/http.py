@@ -186,10 +186,8 @@ async def serve_connection(
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
-        try:
+        with contextlib.suppress(ConnectionError):
             await writer.drain()
-        except ConnectionError:
-            pass
         writer.close()
 
 

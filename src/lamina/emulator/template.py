@@ -59,6 +59,22 @@ _NO_LOCAL_EFFECT = {
 DEFAULT_NAMES = ("template.yaml", "template.yml")
 
 
+@dataclass(frozen=True)
+class _Bounded:
+    """A whole-number property and the range Lambda accepts for it."""
+
+    name: str
+    default: int
+    low: int
+    high: int
+    unit: str
+
+
+_MEMORY = _Bounded("MemorySize", 128, *MEMORY_RANGE, "MB")
+_TIMEOUT = _Bounded("Timeout", 3, *TIMEOUT_RANGE, "seconds")
+_STORAGE = _Bounded("Size", 512, 512, 10240, "MB")
+
+
 class _Loader(yaml.SafeLoader):
     """YAML with CloudFormation's short-form intrinsics (``!Ref``, ``!Sub``, ...)."""
 
@@ -105,7 +121,7 @@ def find_template(explicit: str | None, cwd: Path | None = None) -> Path:
 def load_template(path: Path) -> Template:
     """Parse ``path`` into function configurations; warn once per unsupported thing."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -237,16 +253,11 @@ class _Reader:
             )
             return None
 
-        memory = self._int(logical_id, props, "MemorySize", 128, MEMORY_RANGE, "MB")
-        timeout = self._int(logical_id, props, "Timeout", 3, TIMEOUT_RANGE, "seconds")
-        storage = props.get("EphemeralStorage") or {}
+        memory = self._int(logical_id, props, _MEMORY)
+        timeout = self._int(logical_id, props, _TIMEOUT)
+        storage = props.get("EphemeralStorage")
         storage_mb = self._int(
-            logical_id,
-            storage if isinstance(storage, dict) else {},
-            "Size",
-            512,
-            (512, 10240),
-            "MB",
+            logical_id, storage if isinstance(storage, dict) else {}, _STORAGE
         )
         reserved = props.get("ReservedConcurrentExecutions")
         if reserved is not None and (not isinstance(reserved, int) or reserved < 0):
@@ -271,19 +282,11 @@ class _Reader:
             sample_events=_sample_events(resource),
         )
 
-    def _int(
-        self,
-        logical_id: str,
-        props: dict[str, Any],
-        name: str,
-        default: int,
-        bounds: tuple[int, int],
-        unit: str,
-    ) -> int:
-        value = props.get(name, default)
+    def _int(self, logical_id: str, props: dict[str, Any], spec: _Bounded) -> int:
+        name, low, high, unit = spec.name, spec.low, spec.high, spec.unit
+        value = props.get(name, spec.default)
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        low, high = bounds
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.fail(logical_id, name, f"{value!r} is not a whole number")
         if not low <= value <= high:
@@ -358,7 +361,7 @@ def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str,
     merged = dict(globals_)
     for key, value in props.items():
         if key == "Environment" and isinstance(merged.get(key), dict):
-            variables = dict((merged[key].get("Variables") or {}))
+            variables = dict(merged[key].get("Variables") or {})
             variables.update((value or {}).get("Variables") or {})
             merged[key] = {"Variables": variables}
         else:
