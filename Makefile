@@ -1,6 +1,6 @@
 # make run  — set up and run the bundled example through the local Lambda service
-# make test — set up and run the whole test suite
-# make check — lint, format check, types and tests: what CI runs
+# make test — set up, then lint, format check, types and the whole test suite (CI)
+# make check — the same as make test
 # make bench — the benchmarks against AWS's own emulator and runtime client
 
 PYTHON ?= python3
@@ -29,7 +29,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	cd examples && ../$(BIN)/lamina demo
 
-test: $(TEST_STAMP)
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(TEST_STAMP)
@@ -37,7 +37,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-check: lint test
+check: test
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/run.py

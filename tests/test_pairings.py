@@ -28,7 +28,7 @@ from tests.conftest import (
     stop_process,
 )
 
-HANDLERS = ["echo", "fail", "marshal", "counter", "nothing"]
+HANDLERS = ["echo", "fail", "marshal", "counter", "nothing", "asynchronous"]
 
 
 @dataclass
@@ -196,3 +196,11 @@ def test_none_result_is_null(pairing: tuple[str, Invoke]) -> None:
     result = invoke("nothing", {})
     assert result.payload is None
     assert result.function_error is None
+
+
+def test_async_handler(pairing: tuple[str, Invoke]) -> None:
+    name, invoke = pairing
+    if name.startswith("awslambdaric"):
+        pytest.skip("AWS's Python runtime client does not await async handlers")
+    result = invoke("asynchronous", {"x": 1})
+    assert result.payload == {"async": True, "event": {"x": 1}}

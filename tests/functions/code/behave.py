@@ -69,3 +69,47 @@ def ordered(event, context):
     time.sleep(0.3)
     print("b")
     raise RuntimeError("after a and b")
+
+
+async def asynchronous(event, context):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return {"async": True, "event": event}
+
+
+def details(event, context):
+    client_context = context.client_context
+    return {
+        "custom": getattr(client_context, "custom", None),
+        "identity_id": context.identity.cognito_identity_id,
+        "tenant_id": getattr(context, "tenant_id", None),
+        "log_stream": context.log_stream_name,
+        "env": {
+            name: os.environ.get(name)
+            for name in (
+                "AWS_LAMBDA_FUNCTION_NAME",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                "AWS_LAMBDA_FUNCTION_VERSION",
+                "AWS_EXECUTION_ENV",
+                "AWS_LAMBDA_INITIALIZATION_TYPE",
+                "AWS_REGION",
+                "LAMBDA_TASK_ROOT",
+                "TZ",
+                "_HANDLER",
+            )
+        },
+    }
+
+
+def imports(event, context):
+    import importlib
+
+    found = {}
+    for name in event["modules"]:
+        try:
+            module = importlib.import_module(name)
+            found[name] = getattr(module, "__version__", "present")
+        except ImportError:
+            found[name] = None
+    return found
