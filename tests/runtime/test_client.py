@@ -17,6 +17,9 @@ import pytest
 from tests.conftest import ROOT, wait_for
 
 
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
+
+
 @dataclass
 class Posted:
     path: str
@@ -69,7 +72,7 @@ class RecordingAPI:
                         "Content-Type": "application/json",
                         "Lambda-Runtime-Aws-Request-Id": f"req-{index}",
                         "Lambda-Runtime-Deadline-Ms": "99999999999999",
-                        "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                        "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
                         "Lambda-Runtime-Trace-Id": f"Root=1-00000000-{index:024d}",
                     },
                 )
