@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import ROOT, wait_for
 
-
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
 
 
