@@ -31,7 +31,12 @@ from lamina.emulator.logs import (
     start_line,
     timeout_line,
 )
-from lamina.emulator.runtime_api import RuntimeAPIHandler, RuntimeResult
+from lamina.emulator.runtime_api import (
+    RuntimeAPIHandler,
+    RuntimeResult,
+    is_streamed_response,
+)
+from lamina.emulator.streams import ResponseStream, StreamError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class PendingInvocation:
     trace_id: str
     client_context: str | None = None
     cognito_identity: str | None = None
+    tenant_id: str | None = None
+    stream: ResponseStream = field(default_factory=ResponseStream)
     result: asyncio.Future[RuntimeResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -213,7 +220,9 @@ class ExecutionEnvironment:
         """Run the init phase: spawn and wait for the first ``/next``."""
         loop = asyncio.get_running_loop()
         self._api = RuntimeAPIHandler()
-        self._server = await http.serve(self._api.handle, "127.0.0.1", 0)
+        self._server = await http.serve(
+            self._api.handle, "127.0.0.1", 0, streaming=is_streamed_response
+        )
         port = self._server.sockets[0].getsockname()[1]
         env = dict(self.spec.env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}")
 
@@ -362,6 +371,8 @@ class ExecutionEnvironment:
             self._api.abandon(request_id)
             await self.stop(grace_s=0)
             self._emit(timeout_line(request_id, timeout_s))
+        if not pending.stream.closed:  # a crash or timeout part-way through a stream
+            pending.stream.close(StreamError(error_type or TIMED_OUT, payload))
 
         report = Report(
             request_id=request_id,

@@ -54,6 +54,8 @@ class FunctionConfig:
     layers: tuple[Layer, ...] = ()
     reserved_concurrency: int | None = None
     ephemeral_storage_mb: int = 512
+    # "BUFFERED" or "RESPONSE_STREAM" when the function has a function URL.
+    url_invoke_mode: str | None = None
     # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).
     sample_events: tuple[str, ...] = ()
 

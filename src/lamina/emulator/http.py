@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -19,6 +20,14 @@ logger = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
+
+
+class StreamAborted(Exception):
+    """Raised by a response stream to end the connection without finishing the body.
+
+    The caller sees a truncated response: how a failure part-way through a streamed
+    answer reaches an HTTP client that has already been sent a status.
+    """
 
 
 class BadRequest(Exception):
@@ -40,6 +49,8 @@ class Request:
     peer: tuple[str, int] | None = None
     # Repeated headers (for Cookie, X-Foo: a / X-Foo: b) in arrival order.
     header_list: list[tuple[str, str]] = field(default_factory=list)
+    # A chunked body the handler reads as it arrives (see ``serve(streaming=...)``).
+    stream: BodyStream | None = None
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -51,9 +62,55 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     close: bool = False
+    # When set, the body is sent chunk by chunk as the iterator yields it.
+    stream: AsyncIterator[bytes] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+StreamingPredicate = Callable[[Request], bool]
+
+
+class BodyStream:
+    """A chunked request body, read as it arrives; its trailers once it has ended."""
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int = MAX_BODY) -> None:
+        self._reader = reader
+        self._limit = limit
+        self._total = 0
+        self.trailers: dict[str, str] = {}
+        self.done = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            chunk = await self._next_chunk()
+            if chunk:
+                yield chunk
+
+    async def _next_chunk(self) -> bytes:
+        line = await self._reader.readuntil(b"\r\n")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise BadRequest("malformed chunk size") from exc
+        if size == 0:
+            while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                self.trailers[name.strip().lower()] = value.strip()
+            self.done = True
+            return b""
+        self._total += size
+        if self._total > self._limit:
+            raise BadRequest("request body too large", 413)
+        chunk = await self._reader.readexactly(size)
+        await self._reader.readexactly(2)
+        return chunk
+
+    async def read(self) -> bytes:
+        """The rest of the body, joined."""
+        return b"".join([chunk async for chunk in self])
 
 
 def parse_head(head: bytes) -> Request:
@@ -94,13 +151,15 @@ def parse_head(head: bytes) -> Request:
     )
 
 
-def render_response(response: Response, *, keep_alive: bool) -> bytes:
-    status = response.status
+def _reason(status: int) -> str:
     try:
-        reason = HTTPStatus(status).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
-        reason = "Unknown"
-    lines = [f"HTTP/1.1 {status} {reason}"]
+        return "Unknown"
+
+
+def render_response(response: Response, *, keep_alive: bool) -> bytes:
+    lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}"]
     names = set()
     for name, value in response.headers:
         names.add(name.lower())
@@ -113,29 +172,14 @@ def render_response(response: Response, *, keep_alive: bool) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
 
 
-async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError as exc:
-            raise BadRequest("malformed chunk size") from exc
-        if size == 0:
-            # Trailers, if any, end with a blank line.
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                pass
-            return b"".join(parts)
-        total += size
-        if total > limit:
-            raise BadRequest("request body too large", 413)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+async def read_request(
+    reader: asyncio.StreamReader, streaming: StreamingPredicate | None = None
+) -> Request | None:
+    """Read one request; ``None`` when the peer closed between requests.
 
-
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """Read one request; ``None`` when the peer closed between requests."""
+    A chunked body is left for the handler to read as it arrives when
+    ``streaming(request)`` says so; otherwise it is read whole.
+    """
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
@@ -147,7 +191,10 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 
     request = parse_head(head[:-4])
     if "chunked" in request.header("transfer-encoding").lower():
-        request.body = await _read_chunked(reader, MAX_BODY)
+        request.stream = BodyStream(reader)
+        if streaming is None or not streaming(request):
+            request.body = await request.stream.read()
+            request.stream = None
     else:
         raw_length = request.header("content-length", "0") or "0"
         if not raw_length.isdigit():
@@ -160,16 +207,43 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     return request
 
 
+def render_head(response: Response, *, keep_alive: bool) -> bytes:
+    """Status line and headers of a response whose body is sent chunked."""
+    lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}"]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    lines.append("Date: " + formatdate(usegmt=True))
+    lines.append("Transfer-Encoding: chunked")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _write_stream(
+    writer: asyncio.StreamWriter, response: Response, keep_alive: bool
+) -> None:
+    assert response.stream is not None
+    writer.write(render_head(response, keep_alive=keep_alive))
+    await writer.drain()
+    async for chunk in response.stream:
+        if chunk:
+            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await writer.drain()
+    writer.write(b"0\r\n\r\n")
+
+
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handler: Handler,
+    streaming: StreamingPredicate | None = None,
 ) -> None:
     peer = writer.get_extra_info("peername")
     try:
         while True:
             try:
-                request = await read_request(reader)
+                request = await read_request(reader, streaming)
             except BadRequest as exc:
-                body = f'{{"message": "{exc}"}}'.encode()
+                body = json.dumps({"message": str(exc)}).encode()
                 writer.write(
                     render_response(Response(exc.status, body), keep_alive=False)
                 )
@@ -178,12 +252,22 @@ async def serve_connection(
                 break
             request.peer = peer
             response = await handler(request)
-            keep_alive = not response.close and request.header("connection") != "close"
-            writer.write(render_response(response, keep_alive=keep_alive))
+            if request.stream is not None and not request.stream.done:
+                await request.stream.read()  # the next request starts after it
+            keep_alive = (
+                not response.close and request.header("connection").lower() != "close"
+            )
+            if response.stream is not None:
+                try:
+                    await _write_stream(writer, response, keep_alive)
+                except StreamAborted:
+                    break
+            else:
+                writer.write(render_response(response, keep_alive=keep_alive))
             if not keep_alive:
                 break
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, asyncio.IncompleteReadError, BadRequest):
         pass
     finally:
         with contextlib.suppress(ConnectionError):
@@ -191,7 +275,13 @@ async def serve_connection(
         writer.close()
 
 
-async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    streaming: StreamingPredicate | None = None,
+) -> asyncio.Server:
     """Listen on host:port (0 picks a free port) and answer with ``handler``."""
 
     async def on_connect(
@@ -200,7 +290,7 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
         # A connection still open when the loop shuts down (a runtime long-polling
         # /next) is cancelled; that is its normal end, not an error to report.
         with contextlib.suppress(asyncio.CancelledError):
-            await serve_connection(reader, writer, handler)
+            await serve_connection(reader, writer, handler, streaming)
 
     return await asyncio.start_server(
         on_connect, host, port, limit=MAX_HEAD, reuse_address=True

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
+from lamina.emulator import eventstream, function_url
 from lamina.emulator.errors import InvalidParameterValue, ServiceError
-from lamina.emulator.function import LATEST, parse_function_name
-from lamina.emulator.http import Request, Response
+from lamina.emulator.function import LATEST, FunctionRef, parse_function_name
+from lamina.emulator.http import Request, Response, StreamAborted
 from lamina.emulator.logs import tail
 from lamina.emulator.service import InvokeRequest, LambdaService
+from lamina.emulator.streams import ResponseStream
 
 logger = logging.getLogger(__name__)
 
 FUNCTIONS = "/2015-03-31/functions/"
+STREAMING_FUNCTIONS = "/2021-11-15/functions/"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
 _JSON = ("Content-Type", "application/json")
@@ -59,6 +64,12 @@ class InvokeAPI:
 
     async def _route(self, request: Request, request_id: str) -> Response:
         path = request.path
+        if path.startswith(function_url.PREFIX):
+            return await self.function_url(request, request_id)
+        if path.startswith(STREAMING_FUNCTIONS) and request.method == "POST":
+            name, _, action = path[len(STREAMING_FUNCTIONS) :].partition("/")
+            if action == "response-streaming-invocations":
+                return await self.invoke_stream(name, request)
         if path.startswith(FUNCTIONS):
             rest = path[len(FUNCTIONS) :]
             name, _, action = rest.partition("/")
@@ -76,9 +87,10 @@ class InvokeAPI:
         )
         raise error
 
-    async def invoke(self, raw_name: str, request: Request) -> Response:
+    def _read_invoke(
+        self, raw_name: str, request: Request
+    ) -> tuple[InvokeRequest, str, str]:
         qualifier = dict(request.query).get("Qualifier")
-        ref = parse_function_name(raw_name, qualifier)
         invocation_type = _enum(
             request.header("x-amz-invocation-type") or "RequestResponse",
             INVOCATION_TYPES,
@@ -88,10 +100,16 @@ class InvokeAPI:
             request.header("x-amz-log-type") or "None", LOG_TYPES, "logType"
         )
         invoke = InvokeRequest(
-            ref=ref,
+            ref=parse_function_name(raw_name, qualifier),
             payload=request.body,
             client_context=request.header("x-amz-client-context") or None,
+            tenant_id=request.header("x-amz-tenant-id") or None,
         )
+        return invoke, invocation_type, log_type
+
+    async def invoke(self, raw_name: str, request: Request) -> Response:
+        invoke, invocation_type, log_type = self._read_invoke(raw_name, request)
+        ref = invoke.ref
 
         if invocation_type == "DryRun":
             self.service.dry_run(invoke)
@@ -141,3 +159,123 @@ class InvokeAPI:
         ]
         body = json.dumps({"Functions": functions}).encode()
         return Response(200, body, [_JSON, ("x-amzn-RequestId", request_id)])
+
+    async def invoke_stream(self, raw_name: str, request: Request) -> Response:
+        """InvokeWithResponseStream: chunks as event-stream messages as they come."""
+        invoke, invocation_type, log_type = self._read_invoke(raw_name, request)
+        if invocation_type == "DryRun":
+            self.service.dry_run(invoke)
+            return Response(204, b"", [("x-amzn-RequestId", str(uuid.uuid4()))])
+        self.service.accept(invoke)
+        stream = ResponseStream(live=True)
+        task = asyncio.get_running_loop().create_task(
+            self.service.invoke(invoke, stream)
+        )
+
+        async def messages() -> AsyncIterator[bytes]:
+            async for chunk in stream.chunks():
+                yield eventstream.payload_chunk(chunk)
+            outcome = await task
+            code = details = None
+            if outcome.is_error:
+                code, details = _error_fields(outcome.payload)
+            log = (
+                base64.b64encode(tail(outcome.log)).decode()
+                if log_type == "Tail"
+                else None
+            )
+            yield eventstream.invoke_complete(code, details, log)
+
+        headers = [
+            ("Content-Type", "application/vnd.amazon.eventstream"),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("X-Amz-Executed-Version", LATEST),
+        ]
+        return Response(200, b"", headers, stream=messages())
+
+    async def function_url(self, request: Request, request_id: str) -> Response:
+        """A function URL: the request as a 2.0 event; the answer as HTTP."""
+        name = request.path[len(function_url.PREFIX) :].split("/", 1)[0]
+        config = self.service.functions.get(name)
+        if config is None or config.url_invoke_mode is None:
+            message = f"No function URL for {name!r}: add FunctionUrlConfig to it"
+            return Response(404, json.dumps({"Message": message}).encode(), [_JSON])
+        event = function_url.request_event(request, name, request_id=request_id)
+        invoke = InvokeRequest(FunctionRef(name, LATEST), json.dumps(event).encode())
+        if config.url_invoke_mode == "RESPONSE_STREAM":
+            return await self._url_stream(invoke)
+        outcome = await self.service.invoke(invoke)
+        return _http(_buffered_answer(outcome.payload, outcome.is_error, None))
+
+    async def _url_stream(self, invoke: InvokeRequest) -> Response:
+        self.service.accept(invoke)
+        stream = ResponseStream(live=True)
+        task = asyncio.get_running_loop().create_task(
+            self.service.invoke(invoke, stream)
+        )
+        chunks = stream.chunks()
+
+        # The status line waits for the prelude (or, for a plain stream, the first
+        # chunk); the body then flows as it is produced.
+        buffer = b""
+        first: function_url.HttpAnswer | None = None
+        rest = b""
+        async for chunk in chunks:
+            if not stream.is_streaming:
+                continue  # a buffered answer: taken whole from the outcome below
+            if stream.content_type != function_url.HTTP_INTEGRATION:
+                first = function_url.HttpAnswer(
+                    200, [("Content-Type", stream.content_type)]
+                )
+                rest = chunk
+                break
+            buffer += chunk
+            split = function_url.split_prelude(buffer)
+            if split is not None:
+                first, rest = split
+                break
+        if first is None:
+            outcome = await task
+            prelude = stream.content_type == function_url.HTTP_INTEGRATION
+            return _http(_buffered_answer(outcome.payload, outcome.is_error, prelude))
+
+        async def body() -> AsyncIterator[bytes]:
+            if rest:
+                yield rest
+            async for chunk in chunks:
+                yield chunk
+            await task
+            if stream.error is not None:
+                raise StreamAborted(stream.error.error_type)
+
+        return Response(first.status, b"", first.headers, stream=body())
+
+
+def _error_fields(payload: bytes) -> tuple[str, str]:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        return str(document.get("errorType", "Unhandled")), str(
+            document.get("errorMessage", "")
+        )
+    return "Unhandled", payload.decode("utf-8", "replace")
+
+
+def _buffered_answer(
+    payload: bytes, is_error: bool, prelude: bool | None
+) -> function_url.HttpAnswer:
+    if is_error:
+        return function_url.BAD_GATEWAY
+    if prelude:
+        split = function_url.split_prelude(payload)
+        if split is None:
+            return function_url.BAD_GATEWAY
+        answer, rest = split
+        return function_url.HttpAnswer(answer.status, answer.headers, rest)
+    return function_url.response_from_payload(payload)
+
+
+def _http(answer: function_url.HttpAnswer) -> Response:
+    return Response(answer.status, answer.body, list(answer.headers))

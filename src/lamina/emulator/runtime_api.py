@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lamina.emulator.http import Request, Response
+from lamina.emulator.streams import STREAM_LIMIT, StreamError
 
 if TYPE_CHECKING:
     from lamina.emulator.environment import PendingInvocation
@@ -19,6 +21,8 @@ PREFIX = "/2018-06-01/runtime/"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # what Lambda lets a runtime post
 RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
+ERROR_BODY_HEADER = "lambda-runtime-function-error-body"
+RESPONSE_MODE_HEADER = "lambda-runtime-function-response-mode"
 _JSON = ("Content-Type", "application/json")
 
 
@@ -92,7 +96,7 @@ class RuntimeAPIHandler:
         if route.startswith("invocation/") and method == "POST":
             request_id, _, action = route[len("invocation/") :].rpartition("/")
             if action == "response":
-                return self._post_response(request_id, request)
+                return await self._post_response(request_id, request)
             if action == "error":
                 return self._post_error(request_id, request)
         if route in ("invocation/next", "init/error") or route.startswith(
@@ -117,6 +121,8 @@ class RuntimeAPIHandler:
         ]
         if pending.client_context:
             headers.append(("Lambda-Runtime-Client-Context", pending.client_context))
+        if pending.tenant_id:
+            headers.append(("Lambda-Runtime-Aws-Tenant-Id", pending.tenant_id))
         if pending.cognito_identity:
             headers.append(
                 ("Lambda-Runtime-Cognito-Identity", pending.cognito_identity)
@@ -135,10 +141,14 @@ class RuntimeAPIHandler:
             )
         return pending
 
-    def _post_response(self, request_id: str, request: Request) -> Response:
+    async def _post_response(self, request_id: str, request: Request) -> Response:
         pending = self._invocation(request_id)
         if isinstance(pending, Response):
             return pending
+        if request.stream is not None:
+            return await self._stream_response(pending, request)
+        stream = pending.stream
+        stream.content_type = request.header("content-type") or "application/json"
         size = len(request.body)
         if size > MAX_RESPONSE_BYTES:
             message = (
@@ -151,8 +161,57 @@ class RuntimeAPIHandler:
             pending.result.set_result(
                 RuntimeResult(False, body, RESPONSE_TOO_LARGE, True, message)
             )
+            stream.close(StreamError(RESPONSE_TOO_LARGE, body))
             return _answer(413, "RequestEntityTooLarge", message)
+        stream.push(request.body)
+        stream.close()
         pending.result.set_result(RuntimeResult(True, request.body))
+        return _ACCEPTED
+
+    async def _stream_response(
+        self, pending: PendingInvocation, request: Request
+    ) -> Response:
+        """Pass a streamed response on chunk by chunk; trailers carry a late error."""
+        assert request.stream is not None
+        stream = pending.stream
+        stream.is_streaming = True
+        stream.content_type = (
+            request.header("content-type") or "application/octet-stream"
+        )
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream:
+            if pending.result.done():  # ended meanwhile: timed out or abandoned
+                continue
+            size += len(chunk)
+            if size > STREAM_LIMIT:
+                message = f"Response stream exceeded {STREAM_LIMIT} bytes."
+                body = json.dumps(
+                    {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
+                ).encode()
+                stream.close(StreamError(RESPONSE_TOO_LARGE, body))
+                pending.result.set_result(
+                    RuntimeResult(False, body, RESPONSE_TOO_LARGE, True, message)
+                )
+                continue
+            parts.append(chunk)
+            stream.push(chunk)
+        if pending.result.done():
+            return _ACCEPTED
+
+        trailers = request.stream.trailers
+        error_type = trailers.get(ERROR_TYPE_HEADER)
+        if error_type:
+            try:
+                body = base64.b64decode(trailers.get(ERROR_BODY_HEADER, ""))
+            except ValueError:
+                body = b""
+            body = error_document(body, error_type)
+            stream.close(StreamError(error_type, body))
+            pending.result.set_result(RuntimeResult(False, body, error_type))
+            return _ACCEPTED
+        stream.close()
+        pending.result.set_result(RuntimeResult(True, b"".join(parts)))
         return _ACCEPTED
 
     def _post_error(self, request_id: str, request: Request) -> Response:
@@ -161,6 +220,7 @@ class RuntimeAPIHandler:
             return pending
         error_type = request.header(ERROR_TYPE_HEADER) or None
         body = error_document(request.body, error_type)
+        pending.stream.close(StreamError(error_type or "Function.Unknown", body))
         pending.result.set_result(RuntimeResult(False, body, error_type))
         return _ACCEPTED
 
@@ -175,3 +235,8 @@ class RuntimeAPIHandler:
         body = error_document(request.body, error_type)
         self.init_error.set_result(RuntimeResult(False, body, error_type))
         return _ACCEPTED
+
+
+def is_streamed_response(request: Request) -> bool:
+    """Leave a streamed response's body to the handler, to pass on as it arrives."""
+    return request.header(RESPONSE_MODE_HEADER).lower() == "streaming"

@@ -43,6 +43,7 @@ from lamina.emulator.logs import (
     report_line,
     start_line,
 )
+from lamina.emulator.streams import ResponseStream, StreamError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class InvokeRequest:
     ref: FunctionRef
     payload: bytes = b""
     client_context: str | None = None  # base64 JSON, as the Invoke API takes it
+    tenant_id: str | None = None
 
 
 def trace_id() -> str:
@@ -133,15 +135,22 @@ class FunctionPool:
                 return env
         return None
 
-    async def invoke(self, request: InvokeRequest, payload: bytes) -> Outcome:
+    async def invoke(
+        self,
+        request: InvokeRequest,
+        payload: bytes,
+        stream: ResponseStream | None = None,
+    ) -> Outcome:
         self.check_capacity()
         self.busy += 1
         try:
-            return await self._invoke(request, payload)
+            return await self._invoke(request, payload, stream or ResponseStream())
         finally:
             self.busy -= 1
 
-    async def _invoke(self, request: InvokeRequest, payload: bytes) -> Outcome:
+    async def _invoke(
+        self, request: InvokeRequest, payload: bytes, stream: ResponseStream
+    ) -> Outcome:
         config = self.config
         request_id = str(uuid.uuid4())
         env = self.take_idle()
@@ -160,6 +169,7 @@ class FunctionPool:
                 failure = await env.start(timeout_s=config.timeout_s)
                 if failure is not None:
                     env.log_init_report(failure, "invoke")
+                    stream.close(StreamError(failure.error_type, failure.payload))
                     return self._failed_init(request_id, env, failure, init_lines)
             init_lines += env.take_lines()
 
@@ -170,6 +180,8 @@ class FunctionPool:
             function_arn=self.invoked_arn(request.ref),
             trace_id=trace_id(),
             client_context=decode_client_context(request.client_context),
+            tenant_id=request.tenant_id,
+            stream=stream,
         )
         spent = time.perf_counter() - invoke_started if init_lines else 0.0
         outcome = await env.invoke(pending, max(config.timeout_s - spent, 0.001))
@@ -320,12 +332,20 @@ class LambdaService:
             raise not_found(ref)
         return pool
 
-    async def invoke(self, request: InvokeRequest) -> Outcome:
-        """A synchronous (RequestResponse) invoke."""
+    async def invoke(
+        self, request: InvokeRequest, stream: ResponseStream | None = None
+    ) -> Outcome:
+        """A synchronous (RequestResponse) invoke; ``stream`` gets the chunks live."""
+        pool, payload = self.accept(request)
+        return await pool.invoke(request, payload, stream)
+
+    def accept(self, request: InvokeRequest) -> tuple[FunctionPool, bytes]:
+        """Everything that can refuse an invoke before it starts, checked at once."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
         decode_client_context(request.client_context)
-        return await pool.invoke(request, payload)
+        pool.check_capacity()
+        return pool, payload
 
     def dry_run(self, request: InvokeRequest) -> None:
         self.pool(request.ref)

@@ -41,6 +41,7 @@ _SUPPORTED = {
     "ReservedConcurrentExecutions",
     "EphemeralStorage",
     "FunctionName",
+    "FunctionUrlConfig",
 }
 # Properties that mean nothing on one machine; accepted without a word.
 _NO_LOCAL_EFFECT = {
@@ -280,6 +281,7 @@ class _Reader:
             reserved_concurrency=reserved,
             ephemeral_storage_mb=storage_mb,
             sample_events=_sample_events(resource),
+            url_invoke_mode=self._url_mode(logical_id, props),
         )
 
     def _int(self, logical_id: str, props: dict[str, Any], spec: _Bounded) -> int:
@@ -316,6 +318,21 @@ class _Reader:
         if not path.is_dir():
             raise self.fail(logical_id, field_name, f"folder {path} does not exist")
         return path
+
+    def _url_mode(self, logical_id: str, props: dict[str, Any]) -> str | None:
+        config = props.get("FunctionUrlConfig")
+        if config is None:
+            return None
+        if not isinstance(config, dict):
+            raise self.fail(logical_id, "FunctionUrlConfig", "expected a mapping")
+        mode = config.get("InvokeMode", "BUFFERED")
+        if mode not in ("BUFFERED", "RESPONSE_STREAM"):
+            raise self.fail(
+                logical_id,
+                "FunctionUrlConfig.InvokeMode",
+                f"{mode!r} is not BUFFERED or RESPONSE_STREAM",
+            )
+        return str(mode)
 
     def _environment(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         env = props.get("Environment") or {}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 API_VERSION = "/2018-06-01"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+ERROR_BODY_HEADER = "Lambda-Runtime-Function-Error-Body"
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 _MAX_XRAY_CAUSE = 1024 * 1024
 
 
@@ -119,7 +121,17 @@ class RuntimeAPI:
         if status != 202:
             raise RuntimeAPIError(path, status, answer)
 
+    def start_stream(self, request_id: str, content_type: str) -> StreamingPost:
+        """Begin a streamed response: a chunked POST that stays open while it is fed."""
+        return StreamingPost(self, request_id, content_type)
+
     # -- the wire ---------------------------------------------------------------
+
+    def _send_raw(self, data: bytes) -> None:
+        if self._sock is None:
+            self._connect()
+        assert self._sock is not None
+        self._sock.sendall(data)
 
     def _connect(self) -> None:
         sock = socket.create_connection(self._address)
@@ -160,6 +172,9 @@ class RuntimeAPI:
             self._sock.sendall(message)
             return self._read_response()
 
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        return self._read_response()
+
     def _read_response(self) -> tuple[int, dict[str, str], bytes]:
         readline = self._file.readline  # type: ignore[attr-defined]
         read = self._file.read  # type: ignore[attr-defined]
@@ -192,3 +207,44 @@ class RuntimeAPI:
         if headers.get("connection", "").lower() == "close":
             self.close()
         return status, headers, body
+
+
+class StreamingPost:
+    """A response sent in chunks; a failure part-way is sent as HTTP trailers."""
+
+    def __init__(self, api: RuntimeAPI, request_id: str, content_type: str) -> None:
+        self._api = api
+        self.path = f"{API_VERSION}/runtime/invocation/{request_id}/response"
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {api._host.decode()}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"{RESPONSE_MODE_HEADER}: streaming\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            f"Trailer: {ERROR_TYPE_HEADER}, {ERROR_BODY_HEADER}\r\n\r\n"
+        )
+        api._send_raw(head.encode("latin-1"))
+
+    def send(self, chunk: bytes) -> None:
+        if chunk:
+            self._api._send_raw(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+
+    def finish(self) -> int:
+        self._api._send_raw(b"0\r\n\r\n")
+        return self._answer()
+
+    def fail(self, error_type: str, error: bytes) -> int:
+        import binascii
+
+        encoded = binascii.b2a_base64(error, newline=False).decode("ascii")
+        trailers = (
+            f"0\r\n{ERROR_TYPE_HEADER}: {error_type}\r\n"
+            f"{ERROR_BODY_HEADER}: {encoded}\r\n\r\n"
+        )
+        self._api._send_raw(trailers.encode("latin-1"))
+        return self._answer()
+
+    def _answer(self) -> int:
+        status, _, body = self._api.read_response()
+        if status not in (202, 413):
+            raise RuntimeAPIError(self.path, status, body)
+        return status

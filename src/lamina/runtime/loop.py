@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
-from lamina.runtime.api import Invocation, RuntimeAPI
+from lamina.runtime.api import Invocation, RuntimeAPI, StreamingPost
 from lamina.runtime.context import LambdaContext
 from lamina.runtime.faults import (
     MARSHAL_ERROR,
@@ -19,6 +20,15 @@ from lamina.runtime.faults import (
     xray_cause,
 )
 from lamina.runtime.handler import Handler, load_handler
+from lamina.runtime.streaming import (
+    DEFAULT_CONTENT_TYPE,
+    HTTP_INTEGRATION,
+    HttpPrelude,
+    ResponseWriter,
+    is_stream,
+    is_streaming_handler,
+    to_bytes,
+)
 
 _TRACE_ENV = "_X_AMZN_TRACE_ID"
 
@@ -99,16 +109,43 @@ class Runner:
             tenant_id=invocation.tenant_id,
             trace_id=invocation.trace_id,
         )
+        request_id = invocation.request_id
+        stream = _Stream(self, request_id)
         try:
-            result = self.handler(unmarshal(invocation), context)
+            event = unmarshal(invocation)
+            if is_streaming_handler(self.handler):
+                writes: Callable[..., Any] = self.handler
+                writes(event, ResponseWriter(stream.send), context)
+                stream.finish()
+                return
+            result = self.handler(event, context)
+            if is_stream(result):
+                for item in self._items(result):
+                    stream.send_item(item)
+                stream.finish()
+                return
             if hasattr(result, "__await__"):
                 result = self._await(result)
             body, content_type = marshal(result)
         except Exception as exc:
-            self.report(invocation.request_id, exc)
+            if stream.post is None:
+                self.report(request_id, exc)
+            else:
+                stream.fail(exc)
             return
         self._flush_output()
-        self.api.post_response(invocation.request_id, body, content_type)
+        self.api.post_response(request_id, body, content_type)
+
+    def _items(self, result: Any) -> Iterator[Any]:
+        """Items of a generator, or of an async generator driven on the event loop."""
+        if not hasattr(result, "__anext__"):
+            yield from result
+            return
+        while True:
+            try:
+                yield self._await(result.__anext__())
+            except StopAsyncIteration:
+                return
 
     def report(self, request_id: str, exc: Exception) -> None:
         payload = exception_payload(exc, request_id)
@@ -135,6 +172,43 @@ class Runner:
         next_invocation, handle = self.api.next, self.handle
         while True:
             handle(next_invocation())
+
+
+class _Stream:
+    """One streamed response: the chunked POST starts with the first piece."""
+
+    def __init__(self, runner: Runner, request_id: str) -> None:
+        self.runner = runner
+        self.request_id = request_id
+        self.post: StreamingPost | None = None
+
+    def send(self, chunk: bytes, content_type: str) -> None:
+        if self.post is None:
+            self.runner._flush_output()
+            self.post = self.runner.api.start_stream(self.request_id, content_type)
+        self.post.send(chunk)
+
+    def send_item(self, item: Any) -> None:
+        if self.post is None and isinstance(item, HttpPrelude):
+            self.send(item.encode(), HTTP_INTEGRATION)
+        else:
+            self.send(to_bytes(item), DEFAULT_CONTENT_TYPE)
+
+    def finish(self) -> None:
+        if self.post is None:  # an empty stream is an empty response
+            self.send(b"", DEFAULT_CONTENT_TYPE)
+        self.runner._flush_output()
+        assert self.post is not None
+        self.post.finish()
+
+    def fail(self, exc: Exception) -> None:
+        payload = exception_payload(exc, self.request_id)
+        write_log(log_lines(payload))
+        assert self.post is not None
+        self.post.fail(
+            header_error_type(payload["errorType"]),
+            json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+        )
 
 
 def _make_output_safe() -> None:
