@@ -92,6 +92,13 @@ class Output:
     def matching(self, pattern: str) -> list[str]:
         return [line for line in self.snapshot() if re.search(pattern, line)]
 
+    def wait(self, pattern: str, timeout: float = 5.0) -> list[str]:
+        """The lines matching ``pattern``, once at least one has been read."""
+        wait_for(
+            lambda: self.matching(pattern), timeout, f"a log line like {pattern!r}"
+        )
+        return self.matching(pattern)
+
 
 def stop_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
     """Signal, wait with a deadline, kill if need be; close its pipes."""

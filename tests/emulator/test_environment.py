@@ -120,11 +120,11 @@ def test_init_phase_is_bounded_at_ten_seconds(
     # 10 s of init, then the retried init inside the invoke, under the 2 s timeout.
     assert 11 <= elapsed < 16
     assert answer["FunctionError"] == "Unhandled"
-    assert served.output.matching(
+    assert served.output.wait(
         r"INIT_REPORT Init Duration: 1\d{4}\.\d\d ms\tPhase: init"
         r"\tStatus: timeout"
     )
-    assert served.output.matching(r"INIT_REPORT .*Phase: invoke\tStatus: timeout")
+    assert served.output.wait(r"INIT_REPORT .*Phase: invoke\tStatus: timeout")
 
 
 def test_killing_the_service_takes_its_environments_along(
@@ -161,5 +161,5 @@ def test_a_burst_gets_one_environment_per_concurrent_invoke(
     third = _invoke(served, "sleepy", {"seconds": 0})
     assert third["Body"]["pid"] in pids
     request_id = third["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
-    (report,) = served.output.matching(f"REPORT RequestId: {request_id}")
+    (report,) = served.output.wait(f"REPORT RequestId: {request_id}")
     assert "Init Duration" not in report

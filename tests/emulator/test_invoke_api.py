@@ -33,6 +33,8 @@ FUNCTIONS = {
     "crash": ("behave.crash", 3),
     "chatty": ("behave.chatty", 3),
     "touch": ("behave.touch", 3),
+    "dryrun": ("behave.touch", 3),
+    "strict": ("behave.nothing", 3),
     "submod": ("sub/mod.handler", 3),
     "missing": ("sub/missing.handler", 3),
     "nothere": ("behave.nothere", 3),
@@ -97,7 +99,9 @@ def invoke(client: object, name: str, payload: object = None, **extra: object) -
 
 
 def reports(service: Served, request_id: str) -> list[str]:
-    return service.output.matching(rf"REPORT RequestId: {request_id}")
+    """This request's REPORT lines, once the service's log has been read that far."""
+    pattern = rf"REPORT RequestId: {request_id}"
+    return service.output.wait(pattern)
 
 
 def test_success_has_no_function_error_and_names_the_version(client: object) -> None:
@@ -185,25 +189,31 @@ def test_dry_run_does_not_run_the_handler(
     client: object, service: Served, tmp_path: Path
 ) -> None:
     marker = tmp_path / "dry-run"
-    answer = invoke(client, "touch", {"path": str(marker)}, InvocationType="DryRun")
+    answer = invoke(client, "dryrun", {"path": str(marker)}, InvocationType="DryRun")
     assert answer["StatusCode"] == 204
-    # A later synchronous invoke is served by the same environment; had the dry run
-    # reached it, its START line would be in the log before this one.
-    before = len(service.output.matching(r"^\[touch\] START"))
-    sync = invoke(client, "touch", {"path": str(tmp_path / "sync")})
+    # dryrun is invoked nowhere else: after one real invoke, the log holds exactly
+    # one START for it, and the dry run's side effect never happened.
+    sync = invoke(client, "dryrun", {"path": str(tmp_path / "sync")})
     assert sync["StatusCode"] == 200
-    assert len(service.output.matching(r"^\[touch\] START")) == before + 1
+    reports(service, sync["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"])
+    assert len(service.output.matching(r"^\[dryrun\] START")) == 1
     assert not marker.exists()
 
 
 def test_non_json_payload_is_rejected_before_any_environment(
     client: object, service: Served
 ) -> None:
-    starts = len(service.output.matching(r"^\[nothing\] START"))
     with pytest.raises(client.exceptions.InvalidRequestContentException) as raised:  # type: ignore[attr-defined]
-        invoke(client, "nothing", raw=b"not json")
+        invoke(client, "strict", raw=b"not json")
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert len(service.output.matching(r"^\[nothing\] START")) == starts
+    # strict is invoked nowhere else: no environment started for the refused
+    # payload, so the first real invoke is the cold one and the only START.
+    after = invoke(client, "strict")
+    (report,) = reports(
+        service, after["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    )
+    assert "Init Duration" in report
+    assert len(service.output.matching(r"^\[strict\] START")) == 1
 
 
 def test_empty_payload_arrives_as_empty_object(client: object) -> None:
@@ -279,7 +289,7 @@ def test_crash_mid_invoke_is_exit_error_and_next_start_is_fresh(
     (report,) = reports(service, request_id)
     assert "Status: error" in report
     assert "Error Type: Runtime.ExitError" in report
-    assert service.output.matching("crashing now")
+    assert service.output.wait("crashing now")
 
 
 def test_handler_in_a_subfolder(client: object) -> None:
@@ -313,7 +323,7 @@ def test_bad_handler_is_an_init_error(
     assert payload["errorType"] == error_type
     assert payload["errorMessage"].startswith(message)
     # Reported through /runtime/init/error: the platform saw an init failure.
-    assert service.output.matching(
+    assert service.output.wait(
         rf"^\[{name}\] INIT_REPORT .*Status: error\tError Type: {error_type}"
     )
 
@@ -328,10 +338,10 @@ def test_crash_during_init_returns_quickly_and_retries_in_a_fresh_process(
     payload = json.loads(answer["Body"])
     assert payload["errorType"] == "RuntimeError"
     assert payload["errorMessage"] == "cannot start: configuration missing"
-    assert service.output.matching(
+    assert service.output.wait(
         r"^\[initcrash\] INIT_REPORT .*Phase: init\tStatus: error"
     )
-    assert service.output.matching(
+    assert service.output.wait(
         r"^\[initcrash\] INIT_REPORT .*Phase: invoke\tStatus: error"
     )
 

@@ -30,12 +30,10 @@ class TemplateError(LaminaError):
     def __init__(
         self, path: str, message: str, resource: str = "", field: str = ""
     ) -> None:
-        where = path
-        if resource:
-            where += f": {resource}"
-        if field:
-            where += f".{field}"
-        super().__init__(f"{where}: {message}")
+        where = ".".join(part for part in (resource, field) if part)
+        super().__init__(
+            f"{path}: {where}: {message}" if where else f"{path}: {message}"
+        )
         self.path = path
         self.resource = resource
         self.field = field

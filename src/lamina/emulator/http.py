@@ -90,11 +90,14 @@ class BodyStream:
                 yield chunk
 
     async def _next_chunk(self) -> bytes:
-        line = await self._reader.readuntil(b"\r\n")
         try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError as exc:
-            raise BadRequest("malformed chunk size") from exc
+            line = await self._reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError as exc:
+            raise BadRequest("chunk size line too long") from exc
+        digits = line.split(b";", 1)[0].strip()
+        if not digits or any(c not in b"0123456789abcdefABCDEF" for c in digits):
+            raise BadRequest("malformed chunk size")
+        size = int(digits, 16)
         if size == 0:
             while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
                 name, _, value = line.decode("latin-1").partition(":")
@@ -136,11 +139,15 @@ def parse_head(head: bytes) -> Request:
         name = name.strip()
         if not sep or not name or " " in name:
             raise BadRequest(f"malformed header line: {line[:100]!r}")
-        key, value = name.lower(), value.strip()
+        # Only space and tab are optional white space around a field value.
+        key, value = name.lower(), value.strip(" \t")
         header_list.append((key, value))
         headers[key] = f"{headers[key]},{value}" if key in headers else value
 
-    split = urlsplit(target)
+    try:
+        split = urlsplit(target)
+    except ValueError as exc:
+        raise BadRequest(f"malformed request target: {target[:100]!r}") from exc
     return Request(
         method=method,
         target=target,
@@ -197,7 +204,7 @@ async def read_request(
             request.stream = None
     else:
         raw_length = request.header("content-length", "0") or "0"
-        if not raw_length.isdigit():
+        if not (raw_length.isascii() and raw_length.isdigit()):
             raise BadRequest("malformed Content-Length")
         length = int(raw_length)
         if length > MAX_BODY:

@@ -204,8 +204,10 @@ class InvokeAPI:
         invoke = InvokeRequest(FunctionRef(name, LATEST), json.dumps(event).encode())
         if config.url_invoke_mode == "RESPONSE_STREAM":
             return await self._url_stream(invoke)
-        outcome = await self.service.invoke(invoke)
-        return _http(_buffered_answer(outcome.payload, outcome.is_error, None))
+        stream = ResponseStream()
+        outcome = await self.service.invoke(invoke, stream)
+        prelude = stream.content_type == function_url.HTTP_INTEGRATION
+        return _http(_buffered_answer(outcome.payload, outcome.is_error, prelude))
 
     async def _url_stream(self, invoke: InvokeRequest) -> Response:
         self.service.accept(invoke)
@@ -264,7 +266,7 @@ def _error_fields(payload: bytes) -> tuple[str, str]:
 
 
 def _buffered_answer(
-    payload: bytes, is_error: bool, prelude: bool | None
+    payload: bytes, is_error: bool, prelude: bool
 ) -> function_url.HttpAnswer:
     if is_error:
         return function_url.BAD_GATEWAY

@@ -72,6 +72,8 @@ def timeout_line(request_id: str, timeout_s: float) -> str:
 def tail(lines: list[str], limit: int = TAIL_BYTES) -> bytes:
     """The last ``limit`` bytes of a log, cut at a character boundary."""
     data = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
+    if limit <= 0:
+        return b""
     if len(data) <= limit:
         return data
     cut = data[-limit:]

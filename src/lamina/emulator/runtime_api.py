@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,16 @@ def _answer(status: int, error_type: str, message: str) -> Response:
 
 
 _ACCEPTED = Response(202, b'{"status":"OK"}\n', [_JSON])
+
+
+_ERROR_TYPE = re.compile(r"(Runtime|Function|Extension)\.[A-Za-z0-9_.-]+")
+
+
+def error_category(raw: str | None, category: str) -> str:
+    """The error type Lambda records: ``Category.Reason``, else ``Category.Unknown``."""
+    if raw and _ERROR_TYPE.fullmatch(raw):
+        return raw
+    return f"{category}.Unknown"
 
 
 def error_document(body: bytes, error_type: str | None) -> bytes:
@@ -218,9 +229,9 @@ class RuntimeAPIHandler:
         pending = self._invocation(request_id)
         if isinstance(pending, Response):
             return pending
-        error_type = request.header(ERROR_TYPE_HEADER) or None
+        error_type = error_category(request.header(ERROR_TYPE_HEADER), "Function")
         body = error_document(request.body, error_type)
-        pending.stream.close(StreamError(error_type or "Function.Unknown", body))
+        pending.stream.close(StreamError(error_type, body))
         pending.result.set_result(RuntimeResult(False, body, error_type))
         return _ACCEPTED
 
@@ -231,7 +242,7 @@ class RuntimeAPIHandler:
                 "InvalidStateTransition",
                 "Init errors are only accepted during init",
             )
-        error_type = request.header(ERROR_TYPE_HEADER) or "Runtime.Unknown"
+        error_type = error_category(request.header(ERROR_TYPE_HEADER), "Runtime")
         body = error_document(request.body, error_type)
         self.init_error.set_result(RuntimeResult(False, body, error_type))
         return _ACCEPTED

@@ -144,6 +144,14 @@ def load_template(path: Path) -> Template:
         if kind in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
             config = reader.function(logical_id, resource)
             if config is not None:
+                if config.name in template.functions:
+                    raise TemplateError(
+                        str(path),
+                        f"function name {config.name!r} is already used by another "
+                        "resource",
+                        logical_id,
+                        "FunctionName",
+                    )
                 template.functions[config.name] = config
     # One line per unsupported property, however many functions use it.
     for name, users in sorted(reader.unsupported.items()):
@@ -222,11 +230,13 @@ class _Reader:
 
         def substitute(match: re.Match[str]) -> str:
             key = match.group(1)
+            if key.startswith("!"):  # ${!Name} is the literal ${Name}
+                return "${" + key[1:] + "}"
             if key in names:
                 return str(self.resolve(names[key], logical_id))
             return str(self._ref(key, logical_id))
 
-        return re.sub(r"\$\{([^}!]+)\}", substitute, str(text))
+        return re.sub(r"\$\{([^}]+)\}", substitute, str(text))
 
     # -- functions -------------------------------------------------------------
 
@@ -261,7 +271,11 @@ class _Reader:
             logical_id, storage if isinstance(storage, dict) else {}, _STORAGE
         )
         reserved = props.get("ReservedConcurrentExecutions")
-        if reserved is not None and (not isinstance(reserved, int) or reserved < 0):
+        if isinstance(reserved, str) and reserved.isascii() and reserved.isdigit():
+            reserved = int(reserved)
+        if reserved is not None and (
+            not isinstance(reserved, int) or isinstance(reserved, bool) or reserved < 0
+        ):
             raise self.fail(
                 logical_id,
                 "ReservedConcurrentExecutions",
@@ -381,6 +395,8 @@ def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str,
             variables = dict(merged[key].get("Variables") or {})
             variables.update((value or {}).get("Variables") or {})
             merged[key] = {"Variables": variables}
+        elif isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merged[key] + value  # lists add up, Globals' first
         else:
             merged[key] = value
     return merged

@@ -64,6 +64,7 @@ class RuntimeAPI:
 
     def close(self) -> None:
         if self._sock is not None:
+            self._file.close()  # type: ignore[attr-defined]
             self._sock.close()
             self._sock = None
 

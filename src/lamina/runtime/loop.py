@@ -37,6 +37,9 @@ def _encode_default(value: Any) -> Any:
     # Decimal is what DynamoDB hands back; only look for it when it is loaded.
     decimal = sys.modules.get("decimal")
     if decimal is not None and isinstance(value, decimal.Decimal):
+        # As AWS's runtime does: NaN and infinities as JSON's non-standard literals.
+        if not value.is_finite():
+            return float("nan") if value.is_nan() else float(value)
         return float(value) if value != value.to_integral_value() else int(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 

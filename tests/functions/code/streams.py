@@ -1,8 +1,20 @@
 """Handlers that stream their responses."""
 
+import base64
+import json
 import time
 
 from lamina.runtime.streaming import http_response, streaming
+
+
+def _pause(event):
+    # Invoked directly the event holds the pause; through a function URL, its body.
+    if "body" in event:
+        body = event["body"] or "{}"
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(body)
+        return json.loads(body).get("pause", 1)
+    return event.get("pause", 1)
 
 
 def paced(event, context):
@@ -13,7 +25,7 @@ def paced(event, context):
     )
     for index, word in enumerate(("one ", "two ", "three")):
         if index:
-            time.sleep(event.get("pause", 1))
+            time.sleep(_pause(event))
         yield word
 
 
