@@ -119,6 +119,13 @@ def _libc() -> Any:
     return _LIBC
 
 
+def _vm_hwm_kb(status: bytes) -> int:
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return 0
+    return int(status[start + 6 : status.index(b"kB", start)])
+
+
 def peak_rss_mb(pid: int) -> int:
     """Peak resident memory of a process and its descendants, in MB."""
     total_kb = 0
@@ -131,16 +138,46 @@ def peak_rss_mb(pid: int) -> int:
         seen.add(current)
         try:
             with open(f"/proc/{current}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(b"VmHWM:"):
-                        total_kb += int(line.split()[1])
-                        break
+                total_kb += _vm_hwm_kb(status.read())
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children", "rb") as children:
                     stack.extend(int(child) for child in children.read().split())
         except (OSError, ValueError):
             continue
     return max(1, round(total_kb / 1024))
+
+
+class MemoryProbe:
+    """Reads an environment's peak memory cheaply enough to do after every invoke.
+
+    The bootstrap's own ``status`` file is kept open and re-read in place; the
+    whole process tree is walked only when the bootstrap has started children.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._status = self._children = -1
+        try:
+            self._status = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+            self._children = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY)
+        except OSError:
+            self.close()
+
+    def peak_mb(self) -> int:
+        if self._status < 0 or self._children < 0:
+            return peak_rss_mb(self.pid)
+        try:
+            if os.pread(self._children, 64, 0).strip():
+                return peak_rss_mb(self.pid)
+            return max(1, round(_vm_hwm_kb(os.pread(self._status, 4096, 0)) / 1024))
+        except (OSError, ValueError):
+            return peak_rss_mb(self.pid)
+
+    def close(self) -> None:
+        for fd in (self._status, self._children):
+            if fd >= 0:
+                os.close(fd)
+        self._status = self._children = -1
 
 
 class ExecutionEnvironment:
@@ -161,6 +198,7 @@ class ExecutionEnvironment:
         self._partial = b""
         self._lines: list[str] = []
         self._max_memory_mb = 1
+        self._memory: MemoryProbe | None = None
         self._reported_cold = False
 
     def is_alive(self) -> bool:
@@ -248,6 +286,7 @@ class ExecutionEnvironment:
             return self._entrypoint_failure(exc)
         os.close(write_fd)
         self.pid = self._process.pid
+        self._memory = MemoryProbe(self.pid)
         self._exited = loop.create_task(self._process.wait())
 
         ready = self._api.ready
@@ -322,9 +361,8 @@ class ExecutionEnvironment:
 
     async def invoke(self, pending: PendingInvocation, timeout_s: float) -> Outcome:
         """Hand one event to the runtime and wait for its answer, a crash or the timeout."""
-        assert (
-            self._api is not None and self._exited is not None and self.pid is not None
-        )
+        assert self._api is not None and self._exited is not None
+        assert self.pid is not None and self._memory is not None
         self.state = State.BUSY
         request_id = pending.request_id
         self._emit(start_line(request_id))
@@ -349,7 +387,7 @@ class ExecutionEnvironment:
             if result.platform_error:
                 status, error_type = "error", result.error_type
                 self._emit(f"RequestId: {request_id} Error: {result.message}")
-            self._max_memory_mb = max(self._max_memory_mb, peak_rss_mb(self.pid))
+            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
             self._drain_output()
             self.state = State.IDLE
         elif self._exited.done():
@@ -362,7 +400,7 @@ class ExecutionEnvironment:
             self._emit(f"RequestId: {request_id} Error: {message}\n{EXIT_ERROR}")
             self.state = State.DEAD
         else:
-            self._max_memory_mb = max(self._max_memory_mb, peak_rss_mb(self.pid))
+            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
             message = f"Task timed out after {timeout_s:.2f} seconds"
             payload = platform_error(
                 TIMED_OUT, f"RequestId: {request_id} Error: {message}"
@@ -407,6 +445,8 @@ class ExecutionEnvironment:
         elif process is not None:
             # The leader is gone; anything it left in its group goes with it.
             _signal_group(process.pid, signal.SIGKILL)
+        if self._memory is not None:
+            self._memory.close()
         if self._server is not None:
             self._server.close()
             self._server = None

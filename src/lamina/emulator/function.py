@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class FunctionConfig:
     # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).
     sample_events: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def arn(self) -> str:
         return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{self.name}"
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -144,25 +146,44 @@ def parse_head(head: bytes) -> Request:
         header_list.append((key, value))
         headers[key] = f"{headers[key]},{value}" if key in headers else value
 
-    try:
-        split = urlsplit(target)
-    except ValueError as exc:
-        raise BadRequest(f"malformed request target: {target[:100]!r}") from exc
+    plain = target.startswith("/") and not target.startswith("//")
+    if plain and "?" not in target and "%" not in target:
+        # The common case (every Runtime API call) needs no URL parsing.
+        path, query = target, []
+    else:
+        try:
+            split = urlsplit(target)
+        except ValueError as exc:
+            raise BadRequest(f"malformed request target: {target[:100]!r}") from exc
+        path, query = unquote(split.path), parse_qsl(split.query, keep_blank_values=True)
     return Request(
         method=method,
         target=target,
         headers=headers,
-        path=unquote(split.path),
-        query=parse_qsl(split.query, keep_blank_values=True),
+        path=path,
+        query=query,
         header_list=header_list,
     )
 
 
+@functools.cache
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date() -> str:
+    """The Date header's value, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def render_response(response: Response, *, keep_alive: bool) -> bytes:
@@ -172,7 +193,7 @@ def render_response(response: Response, *, keep_alive: bool) -> bytes:
         names.add(name.lower())
         lines.append(f"{name}: {value}")
     if "date" not in names:
-        lines.append("Date: " + formatdate(usegmt=True))
+        lines.append("Date: " + _date())
     lines.append(f"Content-Length: {len(response.body)}")
     if not keep_alive:
         lines.append("Connection: close")
@@ -218,7 +239,7 @@ def render_head(response: Response, *, keep_alive: bool) -> bytes:
     """Status line and headers of a response whose body is sent chunked."""
     lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
-    lines.append("Date: " + formatdate(usegmt=True))
+    lines.append("Date: " + _date())
     lines.append("Transfer-Encoding: chunked")
     if not keep_alive:
         lines.append("Connection: close")

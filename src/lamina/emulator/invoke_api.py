@@ -55,17 +55,16 @@ class InvokeAPI:
         self.service = service
 
     async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
         try:
-            return await self._route(request, request_id)
+            return await self._route(request)
         except ServiceError as error:
             logger.info("%s %s → %s", request.method, request.path, error.error_type)
-            return error_response(error, request_id)
+            return error_response(error, str(uuid.uuid4()))
 
-    async def _route(self, request: Request, request_id: str) -> Response:
+    async def _route(self, request: Request) -> Response:
         path = request.path
         if path.startswith(function_url.PREFIX):
-            return await self.function_url(request, request_id)
+            return await self.function_url(request, str(uuid.uuid4()))
         if path.startswith(STREAMING_FUNCTIONS) and request.method == "POST":
             name, _, action = path[len(STREAMING_FUNCTIONS) :].partition("/")
             if action == "response-streaming-invocations":
@@ -76,9 +75,9 @@ class InvokeAPI:
             if action == "invocations" and request.method == "POST":
                 return await self.invoke(name, request)
             if rest in ("", "/") and request.method == "GET":
-                return self.list_functions(request_id)
+                return self.list_functions(str(uuid.uuid4()))
         elif path.rstrip("/") == FUNCTIONS.rstrip("/") and request.method == "GET":
-            return self.list_functions(request_id)
+            return self.list_functions(str(uuid.uuid4()))
         error = ServiceError(f"No operation at {request.method} {path}")
         error.error_type, error.status, error.kind = (
             "UnknownOperationException",
