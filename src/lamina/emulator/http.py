@@ -155,7 +155,10 @@ def parse_head(head: bytes) -> Request:
             split = urlsplit(target)
         except ValueError as exc:
             raise BadRequest(f"malformed request target: {target[:100]!r}") from exc
-        path, query = unquote(split.path), parse_qsl(split.query, keep_blank_values=True)
+        path, query = (
+            unquote(split.path),
+            parse_qsl(split.query, keep_blank_values=True),
+        )
     return Request(
         method=method,
         target=target,
