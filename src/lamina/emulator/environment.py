@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 EXIT_ERROR = "Runtime.ExitError"
 INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 TIMED_OUT = "Sandbox.Timedout"
-SHUTDOWN_GRACE_S = 1.0
+SHUTDOWN_GRACE_S = 0.5
 
 
 class State(Enum):
@@ -437,7 +437,10 @@ class ExecutionEnvironment:
         process = self._process
         if process is not None and process.returncode is None:
             if grace_s > 0:
-                _signal_group(process.pid, signal.SIGTERM)
+                # SIGTERM goes to the runtime process alone, as Lambda sends it;
+                # whatever else runs in the environment ends with the SIGKILL.
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
             _signal_group(process.pid, signal.SIGKILL)
