@@ -197,6 +197,12 @@ class ExecutionEnvironment:
         self._output_fd = -1
         self._partial = b""
         self._lines: list[str] = []
+        self._active: dict[str, list[str]] = {}
+        self.capacity = max(1, config.max_concurrency)
+        self.in_flight = 0  # invokes taken on, from the moment they chose it
+        self._started: asyncio.Future[InitFailure | None] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._max_memory_mb = 1
         self._memory: MemoryProbe | None = None
         self._reported_cold = False
@@ -207,8 +213,18 @@ class ExecutionEnvironment:
     # -- output ----------------------------------------------------------------
 
     def _emit(self, line: str) -> None:
-        self._lines.append(line)
+        """A line of the environment's log: it belongs to every invocation in flight."""
         self.sink.write(self.config.name, line)
+        if self._active:
+            for lines in self._active.values():
+                lines.append(line)
+        else:
+            self._lines.append(line)
+
+    def _emit_own(self, request_id: str, line: str) -> None:
+        """A platform line about one invocation: only its log gets it."""
+        self.sink.write(self.config.name, line)
+        self._active[request_id].append(line)
 
     def _on_output(self) -> None:
         try:
@@ -256,6 +272,33 @@ class ExecutionEnvironment:
 
     async def start(self, timeout_s: float = INIT_TIMEOUT_S) -> InitFailure | None:
         """Run the init phase: spawn and wait for the first ``/next``."""
+        try:
+            failure = await self._start(timeout_s)
+        except BaseException:
+            self._started.set_result(None)
+            self.state = State.DEAD
+            raise
+        self._started.set_result(failure)
+        return failure
+
+    async def wait_started(self) -> InitFailure | None:
+        """For an invoke that joined this environment while its init phase ran."""
+        return await asyncio.shield(self._started)
+
+    @property
+    def has_room(self) -> bool:
+        """Can take one more invoke, now or as soon as its init phase is over."""
+        if self.state is State.DEAD or self.in_flight >= self.capacity:
+            return False
+        return self.state is State.NEW or self.is_alive()
+
+    def reserve(self) -> None:
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    async def _start(self, timeout_s: float) -> InitFailure | None:
         loop = asyncio.get_running_loop()
         self._api = RuntimeAPIHandler()
         self._server = await http.serve(
@@ -363,9 +406,10 @@ class ExecutionEnvironment:
         """Hand one event to the runtime and wait for its answer, a crash or the timeout."""
         assert self._api is not None and self._exited is not None
         assert self.pid is not None and self._memory is not None
-        self.state = State.BUSY
         request_id = pending.request_id
-        self._emit(start_line(request_id))
+        # Lines written before this invoke (the init phase's) open its log.
+        self._active[request_id], self._lines = self._lines, []
+        self._emit_own(request_id, start_line(request_id))
         started = time.perf_counter()
         self._api.dispatch(pending)
 
@@ -380,35 +424,7 @@ class ExecutionEnvironment:
         if not self._reported_cold:
             init_ms, self._reported_cold = self.init_duration_ms, True
 
-        status = error_type = None
-        if pending.result.done():
-            result = pending.result.result()
-            payload, is_error = result.body, not result.ok
-            if result.platform_error:
-                status, error_type = "error", result.error_type
-                self._emit(f"RequestId: {request_id} Error: {result.message}")
-            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
-            self._drain_output()
-            self.state = State.IDLE
-        elif self._exited.done():
-            self._drain_output()
-            message = _exit_message(self._exited.result())
-            payload = platform_error(
-                EXIT_ERROR, f"RequestId: {request_id} Error: {message}"
-            )
-            is_error, status, error_type = True, "error", EXIT_ERROR
-            self._emit(f"RequestId: {request_id} Error: {message}\n{EXIT_ERROR}")
-            self.state = State.DEAD
-        else:
-            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
-            message = f"Task timed out after {timeout_s:.2f} seconds"
-            payload = platform_error(
-                TIMED_OUT, f"RequestId: {request_id} Error: {message}"
-            )
-            is_error, status, error_type = True, "timeout", None
-            self._api.abandon(request_id)
-            await self.stop(grace_s=0)
-            self._emit(timeout_line(request_id, timeout_s))
+        payload, is_error, status, error_type = await self._conclude(pending, timeout_s)
         if not pending.stream.closed:  # a crash or timeout part-way through a stream
             pending.stream.close(StreamError(error_type or TIMED_OUT, payload))
 
@@ -421,13 +437,56 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
-        self._emit(end_line(request_id))
-        self._emit(report_line(report))
+        self._emit_own(request_id, end_line(request_id))
+        self._emit_own(request_id, report_line(report))
+        self.release()
+        log = self._active.pop(request_id)
         if self.state is State.DEAD:
             await self.stop(grace_s=0)
-        return Outcome(
-            request_id, payload, is_error, self.take_lines(), report, self.pid
-        )
+        else:
+            self.state = State.IDLE
+        return Outcome(request_id, payload, is_error, log, report, self.pid)
+
+    async def _conclude(
+        self, pending: PendingInvocation, timeout_s: float
+    ) -> tuple[bytes, bool, str | None, str | None]:
+        """What the invoke came to: an answer, a crash, or the timeout."""
+        assert self._api is not None and self._exited is not None
+        assert self._memory is not None
+        request_id = pending.request_id
+        status = error_type = None
+        if pending.result.done():
+            result = pending.result.result()
+            payload, is_error = result.body, not result.ok
+            if result.platform_error:
+                status, error_type = "error", result.error_type
+                self._emit_own(
+                    request_id, f"RequestId: {request_id} Error: {result.message}"
+                )
+            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
+            self._drain_output()
+        elif self._exited.done():
+            self._drain_output()
+            message = _exit_message(self._exited.result())
+            payload = platform_error(
+                EXIT_ERROR, f"RequestId: {request_id} Error: {message}"
+            )
+            is_error, status, error_type = True, "error", EXIT_ERROR
+            self._emit_own(
+                request_id, f"RequestId: {request_id} Error: {message}\n{EXIT_ERROR}"
+            )
+            self.state = State.DEAD
+        else:
+            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
+            message = f"Task timed out after {timeout_s:.2f} seconds"
+            payload = platform_error(
+                TIMED_OUT, f"RequestId: {request_id} Error: {message}"
+            )
+            is_error, status, error_type = True, "timeout", None
+            self._api.abandon(request_id)
+            await self.stop(grace_s=0)
+            self._emit_own(request_id, timeout_line(request_id, timeout_s))
+        return payload, is_error, status, error_type
 
     # -- shutdown --------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class FunctionConfig:
     layers: tuple[Layer, ...] = ()
     reserved_concurrency: int | None = None
     ephemeral_storage_mb: int = 512
+    # Invocations one execution environment takes at once (AWS_LAMBDA_MAX_CONCURRENCY).
+    max_concurrency: int = 1
     # "BUFFERED" or "RESPONSE_STREAM" when the function has a function URL.
     url_invoke_mode: str | None = None
     # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
 ERROR_BODY_HEADER = "lambda-runtime-function-error-body"
 RESPONSE_MODE_HEADER = "lambda-runtime-function-response-mode"
 _JSON = ("Content-Type", "application/json")
+_REMEMBERED = 1024
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class RuntimeAPIHandler:
         self.ready: asyncio.Future[None] = loop.create_future()
         self.init_error: asyncio.Future[RuntimeResult] = loop.create_future()
         self._queue: asyncio.Queue[PendingInvocation] = asyncio.Queue()
-        self._current: PendingInvocation | None = None
+        # Invocations handed out by /next, newest last; finished ones are kept for a
+        # while so that a second answer for one gets 403 rather than 400.
+        self._handed: OrderedDict[str, PendingInvocation] = OrderedDict()
         self._abandoned: set[str] = set()
 
     def dispatch(self, pending: PendingInvocation) -> None:
@@ -122,7 +126,9 @@ class RuntimeAPIHandler:
         if not self.ready.done():
             self.ready.set_result(None)
         pending = await self._queue.get()
-        self._current = pending
+        self._handed[pending.request_id] = pending
+        while len(self._handed) > _REMEMBERED:
+            self._handed.popitem(last=False)
         headers = [
             _JSON,
             ("Lambda-Runtime-Aws-Request-Id", pending.request_id),
@@ -141,8 +147,8 @@ class RuntimeAPIHandler:
         return Response(200, pending.payload, headers)
 
     def _invocation(self, request_id: str) -> PendingInvocation | Response:
-        pending = self._current
-        if pending is None or pending.request_id != request_id:
+        pending = self._handed.get(request_id)
+        if pending is None:
             return _answer(400, "InvalidRequestID", "Invalid request ID")
         if pending.result.done() or request_id in self._abandoned:
             return _answer(

@@ -109,7 +109,8 @@ class FunctionPool:
     def __init__(self, service: LambdaService, config: FunctionConfig) -> None:
         self.service = service
         self.config = config
-        self.idle: list[ExecutionEnvironment] = []
+        # Started environments of this function, the most recently used last.
+        self.warm: list[ExecutionEnvironment] = []
         self.busy = 0
         self.spec: LaunchSpec | None = None
 
@@ -128,12 +129,42 @@ class FunctionPool:
                 else "ConcurrentInvocationLimitExceeded",
             )
 
-    def take_idle(self) -> ExecutionEnvironment | None:
-        while self.idle:
-            env = self.idle.pop()  # the most recently used: the warmest
-            if env.state is State.IDLE and env.is_alive():
+    def take_warm(self) -> ExecutionEnvironment | None:
+        """An environment with room for one more invoke, the most recent first.
+
+        One still in its init phase counts: with several invokes per environment,
+        a burst waits for the environments already starting instead of starting
+        one each.
+        """
+        for env in reversed(self.warm):
+            if env.has_room:
+                env.reserve()
                 return env
+        self.warm = [env for env in self.warm if env.state is not State.DEAD]
         return None
+
+    async def _cold_start(
+        self, stream: ResponseStream, request_id: str
+    ) -> tuple[ExecutionEnvironment, list[str], float | None] | Outcome:
+        """Start an environment for this invoke; retry a failed init once."""
+        env = self.new_environment()
+        failure = await env.start()
+        if failure is None:
+            return env, [], None
+        # Lambda retries a failed init once, inside the invoke and under the
+        # function's timeout (the "suppressed init").
+        env.log_init_report(failure, "init")
+        init_lines = env.take_lines()
+        env.release()
+        env = self.new_environment()
+        retried = time.perf_counter()
+        failure = await env.start(timeout_s=self.config.timeout_s)
+        if failure is None:
+            return env, init_lines, retried
+        env.log_init_report(failure, "invoke")
+        env.release()
+        stream.close(StreamError(failure.error_type, failure.payload))
+        return self._failed_init(request_id, env, failure, init_lines)
 
     async def invoke(
         self,
@@ -153,25 +184,17 @@ class FunctionPool:
     ) -> Outcome:
         config = self.config
         request_id = str(uuid.uuid4())
-        env = self.take_idle()
+        env = self.take_warm()
+        if env is not None and await env.wait_started() is not None:
+            env.release()  # it failed to start: start one of our own
+            env = None
         init_lines: list[str] = []
-        invoke_started = time.perf_counter()
-
+        suppressed_init_started: float | None = None
         if env is None:
-            env = self.new_environment()
-            failure = await env.start()
-            if failure is not None:
-                # Lambda retries a failed init once, inside the invoke and under
-                # the function's timeout (the "suppressed init").
-                env.log_init_report(failure, "init")
-                init_lines = env.take_lines()
-                env = self.new_environment()
-                failure = await env.start(timeout_s=config.timeout_s)
-                if failure is not None:
-                    env.log_init_report(failure, "invoke")
-                    stream.close(StreamError(failure.error_type, failure.payload))
-                    return self._failed_init(request_id, env, failure, init_lines)
-            init_lines += env.take_lines()
+            started = await self._cold_start(stream, request_id)
+            if isinstance(started, Outcome):
+                return started
+            env, init_lines, suppressed_init_started = started
 
         pending = PendingInvocation(
             request_id=request_id,
@@ -183,12 +206,21 @@ class FunctionPool:
             tenant_id=request.tenant_id,
             stream=stream,
         )
-        spent = time.perf_counter() - invoke_started if init_lines else 0.0
+        spent = 0.0
+        if suppressed_init_started is not None:
+            spent = time.perf_counter() - suppressed_init_started
         outcome = await env.invoke(pending, max(config.timeout_s - spent, 0.001))
-        if env.state is State.IDLE:
-            self.idle.append(env)
-        else:
-            self.service.environments.discard(env)
+        # The most recently used last, so the next invoke takes the warmest; the
+        # environments that ended (timeouts, crashes, failed inits) are let go.
+        alive = env.state is not State.DEAD
+        self.warm = [
+            each
+            for each in self.warm
+            if each is not env and each.state is not State.DEAD
+        ] + ([env] if alive else [])
+        self.service.environments = {
+            each for each in self.service.environments if each.state is not State.DEAD
+        }
         if init_lines:
             outcome = Outcome(
                 outcome.request_id,
@@ -229,14 +261,17 @@ class FunctionPool:
         return self.config.arn
 
     def new_environment(self) -> ExecutionEnvironment:
+        """A new environment, with a slot taken for the invoke that starts it."""
         if self.spec is None:
             self.spec = self.service.launch_spec(self.config)
         env = ExecutionEnvironment(self.config, self.spec, self.service.sink)
+        env.reserve()
         self.service.environments.add(env)
+        self.warm.append(env)
         return env
 
     async def stop(self) -> None:
-        self.idle.clear()
+        self.warm.clear()
 
 
 class LambdaService:
@@ -306,6 +341,11 @@ class LambdaService:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": _log_stream_name(),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            **(
+                {"AWS_LAMBDA_MAX_CONCURRENCY": str(config.max_concurrency)}
+                if config.max_concurrency > 1
+                else {}
+            ),
             "AWS_REGION": region(),
             "AWS_DEFAULT_REGION": region(),
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{config.runtime}",

@@ -295,6 +295,7 @@ class _Reader:
             reserved_concurrency=reserved,
             ephemeral_storage_mb=storage_mb,
             sample_events=_sample_events(resource),
+            max_concurrency=self._max_concurrency(logical_id, resource),
             url_invoke_mode=self._url_mode(logical_id, props),
         )
 
@@ -332,6 +333,22 @@ class _Reader:
         if not path.is_dir():
             raise self.fail(logical_id, field_name, f"folder {path} does not exist")
         return path
+
+    def _max_concurrency(self, logical_id: str, resource: dict[str, Any]) -> int:
+        metadata = resource.get("Metadata") or {}
+        lamina = metadata.get("Lamina") if isinstance(metadata, dict) else None
+        value = lamina.get("MaxConcurrency", 1) if isinstance(lamina, dict) else 1
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 1 <= value <= 1000
+        ):
+            raise self.fail(
+                logical_id,
+                "Metadata.Lamina.MaxConcurrency",
+                f"{value!r} is not a whole number from 1 to 1000",
+            )
+        return value
 
     def _url_mode(self, logical_id: str, props: dict[str, Any]) -> str | None:
         config = props.get("FunctionUrlConfig")

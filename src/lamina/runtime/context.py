@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import os
 import time
+from contextvars import ContextVar
 from typing import Any
+
+# The invocation a piece of code runs for. Context variables, not process globals:
+# with several invocations in flight (AWS_LAMBDA_MAX_CONCURRENCY) each thread or
+# task sees its own.
+request_id_var: ContextVar[str | None] = ContextVar("lamina_request_id", default=None)
+trace_id_var: ContextVar[str | None] = ContextVar("lamina_trace_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The request id of the invocation this code runs for, if any."""
+    return request_id_var.get()
+
+
+def current_trace_id() -> str | None:
+    """The X-Ray trace id of the invocation this code runs for, if any."""
+    return trace_id_var.get()
 
 
 class CognitoIdentity:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from lamina.runtime.api import Invocation, RuntimeAPI, StreamingPost
-from lamina.runtime.context import LambdaContext
+from lamina.runtime.context import LambdaContext, request_id_var, trace_id_var
 from lamina.runtime.faults import (
     MARSHAL_ERROR,
     UNMARSHAL_ERROR,
@@ -83,12 +83,33 @@ def _parse_json_header(raw: str | None) -> dict[str, Any] | None:
 class Runner:
     """Runs one handler against one Runtime API connection."""
 
-    def __init__(self, api: RuntimeAPI, handler: Handler) -> None:
+    def __init__(
+        self,
+        api: RuntimeAPI,
+        handler: Handler,
+        *,
+        concurrent: bool = False,
+        shared_loop: Any = None,
+    ) -> None:
         self.api = api
         self.handler = handler
+        # One invocation at a time may use the process environment for the trace
+        # id, as Lambda's runtimes do; several at once may not.
+        self.sets_trace_env = not concurrent
+        self._shared_loop = shared_loop
         self._event_loop: Any = None
+        self._ids: tuple[str, str | None] = ("", None)
 
     def _await(self, awaitable: Any) -> Any:
+        if self._shared_loop is not None:
+            # Several invocations share one event loop in the main thread; this
+            # worker thread waits for its own coroutine there.
+            import asyncio
+
+            future = asyncio.run_coroutine_threadsafe(
+                _in_context(awaitable, *self._ids), self._shared_loop
+            )
+            return future.result()
         # One event loop for the life of the environment, created on first need, so
         # that an async handler can keep clients bound to it between invokes.
         if self._event_loop is None:
@@ -99,10 +120,14 @@ class Runner:
         return self._event_loop.run_until_complete(awaitable)
 
     def handle(self, invocation: Invocation) -> None:
-        if invocation.trace_id:
-            os.environ[_TRACE_ENV] = invocation.trace_id
-        else:
-            os.environ.pop(_TRACE_ENV, None)
+        request_id_var.set(invocation.request_id)
+        trace_id_var.set(invocation.trace_id)
+        self._ids = (invocation.request_id, invocation.trace_id)
+        if self.sets_trace_env:
+            if invocation.trace_id:
+                os.environ[_TRACE_ENV] = invocation.trace_id
+            else:
+                os.environ.pop(_TRACE_ENV, None)
         context = LambdaContext(
             invocation.request_id,
             invocation.deadline_ms,
@@ -223,10 +248,77 @@ def _make_output_safe() -> None:
             reconfigure(errors="backslashreplace", line_buffering=True)
 
 
-def run(handler: Handler) -> None:
-    """Run ``handler`` as this process's Lambda runtime. Does not return."""
+async def _in_context(awaitable: Any, request_id: str, trace_id: str | None) -> Any:
+    request_id_var.set(request_id)
+    trace_id_var.set(trace_id)
+    return await awaitable
+
+
+def concurrency_from_env() -> int:
+    raw = os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def _is_async(handler: Handler) -> bool:
+    code = getattr(handler, "__code__", None)
+    if code is None:  # a callable object: look at its __call__
+        code = getattr(type(handler).__call__, "__code__", None)
+    # CO_COROUTINE or CO_ASYNC_GENERATOR, read without importing inspect.
+    return code is not None and bool(code.co_flags & (0x80 | 0x200))
+
+
+def serve(
+    handler: Handler, address: str, concurrency: int, api: RuntimeAPI | None = None
+) -> None:
+    """Poll ``/next`` with ``concurrency`` workers at once. Does not return.
+
+    Sync handlers run on the workers' threads; async handlers all run on one event
+    loop in the main thread, each invocation in its own task.
+    """
+    if concurrency <= 1:
+        Runner(api or RuntimeAPI(address), handler).serve_forever()
+        return
+    import threading
+
+    loop = None
+    if _is_async(handler):
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+
+    def work() -> None:
+        try:
+            runner = Runner(
+                RuntimeAPI(address), handler, concurrent=True, shared_loop=loop
+            )
+            runner.serve_forever()
+        except BaseException as exc:
+            # The Runtime API went away: the environment is ending.
+            write_log(f"lamina.runtime: worker stopped: {exc!r}")
+            os._exit(1)
+
+    for index in range(concurrency):
+        threading.Thread(
+            target=work, name=f"lamina-invoke-{index}", daemon=True
+        ).start()
+    if loop is not None:
+        loop.run_forever()
+    threading.Event().wait()
+
+
+def run(handler: Handler, *, concurrency: int | None = None) -> None:
+    """Run ``handler`` as this process's Lambda runtime. Does not return.
+
+    ``concurrency`` (default: ``AWS_LAMBDA_MAX_CONCURRENCY``, else 1) is how many
+    invocations may be in flight at once.
+    """
     _make_output_safe()
-    Runner(RuntimeAPI(os.environ["AWS_LAMBDA_RUNTIME_API"]), handler).serve_forever()
+    serve(
+        handler,
+        os.environ["AWS_LAMBDA_RUNTIME_API"],
+        concurrency or concurrency_from_env(),
+    )
 
 
 def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
@@ -258,4 +350,4 @@ def main() -> None:
         )
     except Exception as exc:
         init_error(api, exc)
-    Runner(api, handler).serve_forever()
+    serve(handler, address, concurrency_from_env(), api)
