@@ -8,6 +8,7 @@ import itertools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,8 +16,10 @@ from lamina.emulator.environment import PendingInvocation
 from lamina.emulator.http import serve
 from lamina.emulator.runtime_api import RuntimeAPIHandler, RuntimeResult
 from lamina.runtime.api import RuntimeAPI
-from lamina.runtime.handler import Handler
 from lamina.runtime.loop import Runner
+
+if TYPE_CHECKING:
+    from lamina.runtime.handler import Handler
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
 

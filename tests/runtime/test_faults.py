@@ -1,7 +1,10 @@
+from __future__ import annotations
+
 import json
 import textwrap
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,8 +19,11 @@ from lamina.runtime.faults import (
     user_frames,
     xray_cause,
 )
-from lamina.runtime.handler import Handler, load_handler
+from lamina.runtime.handler import load_handler
 from tests.runtime.conftest import InvokeThroughAPI
+
+if TYPE_CHECKING:
+    from lamina.runtime.handler import Handler
 
 RUNTIME_DIR = str(Path(lamina.runtime.__file__).parent)
 

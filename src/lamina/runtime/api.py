@@ -6,8 +6,9 @@ API needs only a handful of request shapes, so they are written here directly.
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
+# The C module behind ``socket``: the Python wrapper would bring ``selectors`` and
+# the address-family enums into every cold start, for nothing this client uses.
+import _socket
 
 API_VERSION = "/2018-06-01"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -29,20 +30,46 @@ class RuntimeAPIError(Exception):
         self.body = body
 
 
-@dataclass(frozen=True, slots=True)
 class Invocation:
     """One event handed out by ``/runtime/invocation/next``."""
 
-    request_id: str
-    deadline_ms: int
-    function_arn: str
-    trace_id: str | None
-    client_context: str | None
-    cognito_identity: str | None
-    tenant_id: str | None
-    invocation_id: str | None
-    content_type: str
-    body: bytes
+    __slots__ = (
+        "body",
+        "client_context",
+        "cognito_identity",
+        "content_type",
+        "deadline_ms",
+        "function_arn",
+        "invocation_id",
+        "request_id",
+        "tenant_id",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        deadline_ms: int,
+        function_arn: str,
+        *,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+        cognito_identity: str | None = None,
+        tenant_id: str | None = None,
+        invocation_id: str | None = None,
+        content_type: str = "application/json",
+        body: bytes = b"",
+    ) -> None:
+        self.request_id = request_id
+        self.deadline_ms = deadline_ms
+        self.function_arn = function_arn
+        self.trace_id = trace_id
+        self.client_context = client_context
+        self.cognito_identity = cognito_identity
+        self.tenant_id = tenant_id
+        self.invocation_id = invocation_id
+        self.content_type = content_type
+        self.body = body
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -59,7 +86,7 @@ class RuntimeAPI:
     def __init__(self, address: str) -> None:
         self._address = split_address(address)
         self._host = address.encode("ascii")
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._file: object = None
 
     def close(self) -> None:
@@ -135,10 +162,18 @@ class RuntimeAPI:
         self._sock.sendall(data)
 
     def _connect(self) -> None:
-        sock = socket.create_connection(self._address)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = self._address
+        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._sock = sock
-        self._file = sock.makefile("rb")
+        # A buffered reader straight on the descriptor: read(2) works on sockets.
+        self._file = open(sock.fileno(), "rb", buffering=65536, closefd=False)  # noqa: SIM115
 
     def _request(
         self,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import time
 from contextvars import ContextVar
-from typing import Any
+
+# typing stays off the cold-start path: these names serve the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The invocation a piece of code runs for. Context variables, not process globals:
 # with several invocations in flight (AWS_LAMBDA_MAX_CONCURRENCY) each thread or

@@ -7,11 +7,13 @@ No I/O here: these functions turn exceptions into the JSON documents that go to
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
+# typing stays off the cold-start path: these names serve the type checker only.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import traceback
     from types import TracebackType
+    from typing import Any
 
 IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
 HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from lamina.runtime.faults import (
     BUILT_IN_MODULE_CONFLICT,
@@ -16,7 +14,13 @@ from lamina.runtime.faults import (
     Fault,
 )
 
-Handler = Callable[[Any, Any], Any]
+# typing stays off the cold-start path: these names serve the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Handler = Callable[[Any, Any], Any]
 
 
 def split_handler(name: str) -> tuple[str, str]:

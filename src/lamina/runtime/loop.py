@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
 
 from lamina.runtime.api import Invocation, RuntimeAPI, StreamingPost
 from lamina.runtime.context import LambdaContext, request_id_var, trace_id_var
@@ -19,7 +17,7 @@ from lamina.runtime.faults import (
     log_lines,
     xray_cause,
 )
-from lamina.runtime.handler import Handler, load_handler
+from lamina.runtime.handler import load_handler
 from lamina.runtime.streaming import (
     DEFAULT_CONTENT_TYPE,
     HTTP_INTEGRATION,
@@ -29,6 +27,14 @@ from lamina.runtime.streaming import (
     is_streaming_handler,
     to_bytes,
 )
+
+# typing stays off the cold-start path: these names serve the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, NoReturn
+
+    from lamina.runtime.handler import Handler
 
 _TRACE_ENV = "_X_AMZN_TRACE_ID"
 

@@ -19,8 +19,12 @@ Items are ``bytes`` or ``str`` (sent as UTF-8); anything else is sent as JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+
+# typing stays off the cold-start path: these names serve the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
