@@ -6,8 +6,6 @@ No I/O here: these functions turn exceptions into the JSON documents that go to
 
 from __future__ import annotations
 
-import json
-
 # typing stays off the cold-start path: these names serve the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,6 +76,8 @@ def header_error_type(error_type: str) -> str:
 
 def xray_cause(exc: BaseException) -> str:
     """The ``Lambda-Runtime-Function-XRay-Error-Cause`` document."""
+    import json  # the error path only; ASCII, as an HTTP header must be
+
     frames = user_frames(exc.__traceback__)
     cause = {
         "working_directory": "",

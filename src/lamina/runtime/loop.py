@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from lamina.runtime import jsonfast
 from lamina.runtime.api import Invocation, RuntimeAPI, StreamingPost
 from lamina.runtime.context import LambdaContext, request_id_var, trace_id_var
 from lamina.runtime.faults import (
@@ -55,7 +55,7 @@ def marshal(result: Any) -> tuple[bytes, str]:
     if isinstance(result, bytes | bytearray):
         return bytes(result), "application/unknown"
     try:
-        text = json.dumps(result, ensure_ascii=False, default=_encode_default)
+        text = jsonfast.dumps(result, _encode_default)
     except (TypeError, ValueError, RecursionError) as exc:
         raise Fault(MARSHAL_ERROR, f"Unable to marshal response: {exc}") from exc
     return text.encode("utf-8", "surrogatepass"), "application/json"
@@ -65,7 +65,7 @@ def unmarshal(invocation: Invocation) -> Any:
     if invocation.content_type not in ("application/json", ""):
         return invocation.body
     try:
-        return json.loads(invocation.body)
+        return jsonfast.loads(invocation.body)
     except ValueError as exc:
         raise Fault(UNMARSHAL_ERROR, f"Unable to unmarshal input: {exc}") from exc
 
@@ -80,7 +80,7 @@ def _parse_json_header(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        value = json.loads(raw)
+        value = jsonfast.loads(raw)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -187,7 +187,7 @@ class Runner:
         cause = "" if isinstance(exc, Fault) else xray_cause(exc)
         self.api.post_error(
             request_id,
-            json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+            jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
             header_error_type(payload["errorType"]),
             cause,
         )
@@ -241,7 +241,7 @@ class _Stream:
         assert self.post is not None
         self.post.fail(
             header_error_type(payload["errorType"]),
-            json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+            jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
         )
 
 
@@ -333,7 +333,7 @@ def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
     error_type = exc.error_type if isinstance(exc, Fault) else "Runtime.Unknown"
     write_log(log_lines(payload))
     api.post_init_error(
-        json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+        jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
         error_type,
     )
     sys.exit(1)

@@ -18,7 +18,7 @@ Items are ``bytes`` or ``str`` (sent as UTF-8); anything else is sent as JSON.
 
 from __future__ import annotations
 
-import json
+from lamina.runtime import jsonfast
 
 # typing stays off the cold-start path: these names serve the type checker only.
 TYPE_CHECKING = False
@@ -52,7 +52,7 @@ class HttpPrelude:
             "headers": self.headers,
             "cookies": self.cookies,
         }
-        return json.dumps(document).encode() + PRELUDE_END
+        return jsonfast.dumps(document).encode("utf-8") + PRELUDE_END
 
 
 def http_response(
@@ -69,7 +69,7 @@ def to_bytes(item: Any) -> bytes:
         return bytes(item)
     if isinstance(item, str):
         return item.encode("utf-8")
-    return json.dumps(item, ensure_ascii=False).encode("utf-8")
+    return jsonfast.dumps(item).encode("utf-8")
 
 
 def streaming(handler: Callable[..., Any]) -> Callable[..., Any]:
