@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -157,6 +156,7 @@ def load_service(template: str | None, **options: Any) -> Any:
 
 
 def _invoke(args: argparse.Namespace) -> int:
+    from lamina.emulator import aio
     from lamina.emulator.function import parse_function_name
     from lamina.emulator.service import InvokeRequest
 
@@ -171,14 +171,14 @@ def _invoke(args: argparse.Namespace) -> int:
         finally:
             await service.close()
 
-    outcome = asyncio.run(once())
+    outcome = aio.run(once())
     sys.stdout.buffer.write(outcome.payload + b"\n")
     sys.stdout.flush()
     return 1 if outcome.is_error else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from lamina.emulator import server
+    from lamina.emulator import aio, server
     from lamina.emulator.logs import StreamSink
 
     service = load_service(
@@ -200,6 +200,6 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    asyncio.run(server.serve(service, args.host, args.port, on_ready=ready))
+    aio.run(server.serve(service, args.host, args.port, on_ready=ready))
     print("lamina: stopped", file=sys.stderr)
     return 0

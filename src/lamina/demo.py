@@ -8,13 +8,13 @@ REPORT lines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
 from dataclasses import dataclass
 
 from lamina import events
+from lamina.emulator import aio
 from lamina.emulator.environment import Outcome
 from lamina.emulator.function import FunctionRef
 from lamina.emulator.logs import StreamSink
@@ -114,7 +114,7 @@ def run_demo(template: str | None) -> int:
     service = LambdaService(loaded.functions, sink=StreamSink(sys.stdout))
     print(_style(f"lamina demo: {len(loaded.functions)} functions from {path}", _BOLD))
     service.prepare()
-    rows = asyncio.run(_run(service))
+    rows = aio.run(_run(service))
     print(_style("\nInvokes", _BOLD))
     print(table(rows))
     return 0

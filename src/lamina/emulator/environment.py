@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +32,7 @@ from lamina.emulator.logs import (
     start_line,
     timeout_line,
 )
+from lamina.emulator.process import ChildProcess
 from lamina.emulator.runtime_api import (
     RuntimeAPIHandler,
     RuntimeResult,
@@ -190,7 +192,7 @@ class ExecutionEnvironment:
         self.state = State.NEW
         self.pid: int | None = None
         self.init_duration_ms: float | None = None
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: ChildProcess | None = None
         self._server: asyncio.Server | None = None
         self._api: RuntimeAPIHandler | None = None
         self._exited: asyncio.Future[int] | None = None
@@ -313,9 +315,9 @@ class ExecutionEnvironment:
         loop.add_reader(read_fd, self._on_output)
         started = time.perf_counter()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
+            self._process = ChildProcess.spawn(
+                self.spec.argv,
+                stdin=subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
                 env=env,
