@@ -69,7 +69,10 @@ def import_us(client: Client) -> int:
     """Cumulative microseconds ``-X importtime`` reports for the client's module."""
     result = subprocess.run(
         [sys.executable, "-S", "-X", "importtime", "-c", f"import {client.module}"],
-        env=_env(client), capture_output=True, text=True, check=True,
+        env=_env(client),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     pattern = rf"^import time:\s+\d+ \|\s+(\d+) \| {re.escape(client.module)}$"
     match = re.search(pattern, result.stderr, re.M)
@@ -111,8 +114,10 @@ def first_next_ms(client: Client) -> float:
     try:
         started = time.perf_counter()
         process = subprocess.Popen(
-            client.argv, env=_env(client, AWS_LAMBDA_RUNTIME_API=api.address),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            client.argv,
+            env=_env(client, AWS_LAMBDA_RUNTIME_API=api.address),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             if not api.arrived.wait(20):
@@ -153,8 +158,10 @@ def main() -> int:
     )
     results = measure(args.runs)
     ours, theirs = results["lamina"], results["awslambdaric"]
-    print(f"\nCold start, median of {args.runs} fresh interpreters "
-          f"(bare `python -S -c pass`: {baseline:.1f} ms)\n")
+    print(
+        f"\nCold start, median of {args.runs} fresh interpreters "
+        f"(bare `python -S -c pass`: {baseline:.1f} ms)\n"
+    )
     print(f"{'':24}{'lamina':>10}{'awslambdaric':>14}{'ratio':>8}")
     for key, label in (
         ("import_ms", "import (ms)"),

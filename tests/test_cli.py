@@ -249,3 +249,31 @@ def test_demo_runs_the_bundled_example() -> None:
     assert out.count("REPORT RequestId:") == 4
     assert re.search(r"^BrokenFunction\s+sns\s+error \(ValueError\)", out, re.M)
     assert re.search(r"^RecordsFunction\s+sqs\s+ok\s+\S+ ms\s+warm", out, re.M)
+
+
+def test_invoke_appends_each_record_to_a_log_file(project: Path) -> None:
+    log_file = project / "logs" / "fail.jsonl"
+    log_file.parent.mkdir()
+
+    result = lamina("invoke", "Fail", "--log-file", str(log_file), cwd=project)
+
+    assert result.returncode == 1
+    request_id = json.loads(result.stdout)["requestId"]
+    entries = [json.loads(line) for line in log_file.read_text().split("\n") if line]
+    assert {entry["function"] for entry in entries} == {"Fail"}
+    assert all(entry["requestId"] == request_id for entry in entries)
+    records = [entry["record"] for entry in entries]
+    assert records[0].startswith("START RequestId: ")
+    assert "naïve ✓ about to fail" in records
+    (error,) = [record for record in records if record.startswith("[ERROR]")]
+    assert "\nTraceback (most recent call last):\n" in error
+    # The terminal still shows everything.
+    assert "[ERROR] ValueError: naïve ✓" in result.stderr
+
+
+def test_a_log_file_that_cannot_be_opened_is_one_clear_message(project: Path) -> None:
+    result = lamina("invoke", "Echo", "--log-file", str(project), cwd=project)
+
+    assert result.returncode != 0
+    assert "cannot open log file" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,9 +7,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina import __version__
+
+if TYPE_CHECKING:
+    from lamina.emulator.logs import LogSink
 
 log = logging.getLogger("lamina")
 
@@ -36,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "-s", "--sample", help="a bundled sample event (lamina events list)"
     )
+    _add_log_file(invoke)
 
     serve = commands.add_parser(
         "serve", help="run the Invoke API for a template's functions"
@@ -51,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="service-wide limit of concurrent invokes (default 1000, as on AWS)",
     )
+    _add_log_file(serve)
 
     events = commands.add_parser("events", help="bundled sample events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
@@ -65,6 +70,29 @@ def _parser() -> argparse.ArgumentParser:
         "-t", "--template", help="SAM template (default: ./template.yaml)"
     )
     return parser
+
+
+def _add_log_file(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="also append every log record to PATH, one JSON line each "
+        '({"function", "record", "requestId"}), as CloudWatch keeps log events',
+    )
+
+
+def _log_sink(shown: LogSink, log_file: str | None) -> LogSink:
+    """The sink for the function logs: ``shown`` and, when asked, a JSON lines file."""
+    if not log_file:
+        return shown
+    from lamina.emulator.logs import JsonLinesSink, TeeSink
+
+    try:
+        return TeeSink(shown, JsonLinesSink(Path(log_file)))
+    except OSError as exc:
+        raise SystemExit(
+            f"lamina: cannot open log file {log_file}: {exc.strerror}"
+        ) from exc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,10 +186,11 @@ def load_service(template: str | None, **options: Any) -> Any:
 def _invoke(args: argparse.Namespace) -> int:
     from lamina.emulator import aio
     from lamina.emulator.function import parse_function_name
+    from lamina.emulator.logs import StreamSink
     from lamina.emulator.service import InvokeRequest
 
     payload = _read_event(args)
-    service = load_service(args.template)
+    service = load_service(args.template, sink=_log_sink(StreamSink(), args.log_file))
 
     async def once() -> Any:
         try:
@@ -183,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     service = load_service(
         args.template,
-        sink=StreamSink(sys.stderr, prefix=True),
+        sink=_log_sink(StreamSink(sys.stderr, prefix=True), args.log_file),
         concurrency_limit=args.max_concurrency,
     )
 

@@ -1,6 +1,8 @@
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -8,14 +10,20 @@ from hypothesis import strategies as st
 
 from lamina.emulator.logs import (
     TAIL_BYTES,
+    JsonLinesSink,
     NullSink,
+    PlatformLog,
     Report,
     StreamSink,
+    TeeSink,
     billed_ms,
     end_line,
     init_report_line,
+    init_report_record,
     report_line,
+    report_record,
     start_line,
+    start_record,
     tail,
     timeout_line,
 )
@@ -286,3 +294,163 @@ def test_stream_sink_survives_a_closed_stream() -> None:
 
 def test_null_sink_takes_anything() -> None:
     NullSink().write("fn", "anything")
+
+
+# -- the JSON log format ---------------------------------------------------------------
+
+NOW = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def test_platform_start_record() -> None:
+    record = json.loads(start_record("r1", now=NOW))
+
+    assert record == {
+        "time": "2024-01-02T03:04:05.678Z",
+        "type": "platform.start",
+        "record": {"requestId": "r1", "version": "$LATEST"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("report", "record"),
+    [
+        pytest.param(
+            Report("r1", 12.344, 128, 41),
+            {
+                "requestId": "r1",
+                "metrics": {
+                    "durationMs": 12.34,
+                    "billedDurationMs": 13,
+                    "memorySizeMB": 128,
+                    "maxMemoryUsedMB": 41,
+                },
+                "status": "success",
+            },
+            id="warm",
+        ),
+        pytest.param(
+            Report("r1", 80.0, 128, 128, 200.0, "error", "Runtime.ExitError"),
+            {
+                "requestId": "r1",
+                "metrics": {
+                    "durationMs": 80.0,
+                    "billedDurationMs": 80,
+                    "memorySizeMB": 128,
+                    "maxMemoryUsedMB": 128,
+                    "initDurationMs": 200.0,
+                },
+                "status": "error",
+                "errorType": "Runtime.ExitError",
+            },
+            id="cold-error",
+        ),
+        pytest.param(
+            Report("r1", 3000.4, 128, 50, status="timeout"),
+            {
+                "requestId": "r1",
+                "metrics": {
+                    "durationMs": 3000.4,
+                    "billedDurationMs": 3001,
+                    "memorySizeMB": 128,
+                    "maxMemoryUsedMB": 50,
+                },
+                "status": "timeout",
+            },
+            id="timeout",
+        ),
+    ],
+)
+def test_platform_report_record(report: Report, record: dict[str, object]) -> None:
+    document = json.loads(report_record(report, now=NOW))
+
+    assert document == {
+        "time": "2024-01-02T03:04:05.678Z",
+        "type": "platform.report",
+        "record": record,
+    }
+
+
+def test_platform_init_report_record() -> None:
+    document = json.loads(
+        init_report_record(229.224, "invoke", "error", "Runtime.ExitError", now=NOW)
+    )
+
+    assert document["type"] == "platform.initReport"
+    assert document["record"] == {
+        "initializationType": "on-demand",
+        "phase": "invoke",
+        "status": "error",
+        "errorType": "Runtime.ExitError",
+        "metrics": {"durationMs": 229.22},
+    }
+
+
+def test_platform_log_in_each_format() -> None:
+    report = Report("r1", 1.0, 128, 20)
+    text, as_json = PlatformLog(), PlatformLog(is_json=True)
+    quiet = PlatformLog(is_json=True, system_level="WARN")
+
+    assert text.start("r1") == [start_line("r1")]
+    assert text.end("r1") == [end_line("r1")]
+    assert text.report(report) == [report_line(report)]
+    assert [json.loads(r)["type"] for r in as_json.start("r1")] == ["platform.start"]
+    assert as_json.end("r1") == []  # the JSON format has no END
+    assert [json.loads(r)["type"] for r in as_json.report(report)] == [
+        "platform.report"
+    ]
+    # START and REPORT are INFO events: a system log level of WARN leaves them out.
+    assert quiet.start("r1") == quiet.end("r1") == quiet.report(report) == []
+    assert quiet.init_report(1.0, "init", "error", "Runtime.ExitError") != []
+
+
+# -- the log file ----------------------------------------------------------------------
+
+
+def test_json_lines_sink_keeps_each_record_whole(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    sink = JsonLinesSink(path)
+
+    sink.write("fn", "START RequestId: r1", "r1")
+    sink.write("fn", "[ERROR] boom\nTraceback (most recent call last):\n  x", "r1")
+    sink.write("other", "café ☕\u2028still one record")
+    sink.close()
+
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""
+    assert [json.loads(line) for line in lines[:-1]] == [
+        {"function": "fn", "record": "START RequestId: r1", "requestId": "r1"},
+        {
+            "function": "fn",
+            "record": "[ERROR] boom\nTraceback (most recent call last):\n  x",
+            "requestId": "r1",
+        },
+        {"function": "other", "record": "café ☕\u2028still one record"},
+    ]
+
+
+def test_json_lines_sink_appends(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"function": "earlier", "record": "kept"}\n')
+
+    sink = JsonLinesSink(path)
+    sink.write("fn", "new")
+    sink.close()
+    sink.write("fn", "after close")  # must not raise
+
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_tee_sink_hands_every_record_to_each_sink(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    path = tmp_path / "log.jsonl"
+    file_sink = JsonLinesSink(path)
+
+    TeeSink(StreamSink(stream), file_sink).write("fn", "line", "r1")
+    file_sink.close()
+
+    assert stream.getvalue() == "line\n"
+    assert json.loads(path.read_text()) == {
+        "function": "fn",
+        "record": "line",
+        "requestId": "r1",
+    }

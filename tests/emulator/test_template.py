@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from lamina.emulator.errors import TemplateError
-from lamina.emulator.function import FunctionConfig, Layer
+from lamina.emulator.function import FunctionConfig, Layer, LogSettings
 from lamina.emulator.template import Template, find_template, load_template
 
 HEADER = """\
@@ -979,3 +979,88 @@ def test_a_layer_without_its_folder_is_an_error(tmp_path: Path) -> None:
     assert str(error) == (
         f"{tmp_path / 'template.yaml'}: Shared.ContentUri: expected a local folder"
     )
+
+
+# -- LoggingConfig -----------------------------------------------------------------------
+
+
+def test_logging_config_sets_format_and_levels(tmp_path: Path) -> None:
+    template = load(
+        tmp_path,
+        one_function(
+            """\
+            LoggingConfig:
+              LogFormat: JSON
+              ApplicationLogLevel: WARN
+              SystemLogLevel: DEBUG
+              LogGroup: /custom/group
+            """
+        ),
+        "src",
+    )
+
+    settings = only(template).log_settings
+    assert template.warnings == []
+    assert settings == LogSettings("JSON", "WARN", "DEBUG", "/custom/group")
+    assert settings.environment() == {
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",
+        "AWS_LAMBDA_LOG_LEVEL": "WARN",
+    }
+
+
+def test_the_json_format_filters_at_info_by_default(tmp_path: Path) -> None:
+    template = load(tmp_path, one_function("LoggingConfig: {LogFormat: JSON}"), "src")
+
+    assert only(template).log_settings.environment() == {
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",
+        "AWS_LAMBDA_LOG_LEVEL": "INFO",
+    }
+
+
+def test_without_logging_config_the_format_is_text(tmp_path: Path) -> None:
+    settings = only(load(tmp_path, one_function(), "src")).log_settings
+
+    assert settings == LogSettings()
+    assert not settings.is_json
+    assert settings.environment() == {}
+
+
+def test_log_levels_with_the_text_format_are_ignored_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    template = load(
+        tmp_path,
+        one_function("LoggingConfig: {LogFormat: Text, ApplicationLogLevel: DEBUG}"),
+        "src",
+    )
+
+    assert only(template).log_settings == LogSettings("Text")
+    assert template.warnings == [
+        "Fn: LoggingConfig log levels apply only with LogFormat: JSON; ignored"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        pytest.param("{LogFormat: XML}", "LoggingConfig.LogFormat", id="format"),
+        pytest.param("{LogFormat: json}", "LoggingConfig.LogFormat", id="case"),
+        pytest.param(
+            "{LogFormat: JSON, ApplicationLogLevel: VERBOSE}",
+            "LoggingConfig.ApplicationLogLevel",
+            id="application-level",
+        ),
+        pytest.param(
+            "{LogFormat: JSON, SystemLogLevel: ERROR}",
+            "LoggingConfig.SystemLogLevel",
+            id="system-level",
+        ),
+        pytest.param("JSON", "LoggingConfig", id="not-a-mapping"),
+    ],
+)
+def test_logging_config_values_lambda_would_refuse(
+    tmp_path: Path, config: str, field: str
+) -> None:
+    error = refused(tmp_path, one_function(f"LoggingConfig: {config}"))
+
+    assert error.field == field

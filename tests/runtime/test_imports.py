@@ -35,3 +35,5 @@ def test_runtime_client_imports_only_the_standard_library() -> None:
     assert "traceback" not in loaded
     assert "http.client" not in loaded
     assert "asyncio" not in loaded
+    # logging too: the runtime configures it only once the function imports it.
+    assert "logging" not in loaded

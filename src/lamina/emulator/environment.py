@@ -25,11 +25,8 @@ from lamina.emulator import http
 from lamina.emulator.function import INIT_TIMEOUT_S, FunctionConfig
 from lamina.emulator.logs import (
     LogSink,
+    PlatformLog,
     Report,
-    end_line,
-    init_report_line,
-    report_line,
-    start_line,
     timeout_line,
 )
 from lamina.emulator.process import ChildProcess
@@ -39,6 +36,7 @@ from lamina.emulator.runtime_api import (
     is_streamed_response,
 )
 from lamina.emulator.streams import ResponseStream, StreamError
+from lamina.emulator.telemetry import TelemetryPipe
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +206,13 @@ class ExecutionEnvironment:
         self._max_memory_mb = 1
         self._memory: MemoryProbe | None = None
         self._reported_cold = False
+        # Records the runtime writes whole (logging, its errors), one frame each.
+        self._telemetry: TelemetryPipe | None = None
+        # In the format the function's runtime was told to log in.
+        self.platform = PlatformLog(
+            spec.env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON",
+            config.log_settings.system_level,
+        )
 
     def is_alive(self) -> bool:
         return self._process is not None and self._process.returncode is None
@@ -216,7 +221,8 @@ class ExecutionEnvironment:
 
     def _emit(self, line: str) -> None:
         """A line of the environment's log: it belongs to every invocation in flight."""
-        self.sink.write(self.config.name, line)
+        owner = next(iter(self._active)) if len(self._active) == 1 else None
+        self.sink.write(self.config.name, line, owner)
         if self._active:
             for lines in self._active.values():
                 lines.append(line)
@@ -225,7 +231,7 @@ class ExecutionEnvironment:
 
     def _emit_own(self, request_id: str, line: str) -> None:
         """A platform line about one invocation: only its log gets it."""
-        self.sink.write(self.config.name, line)
+        self.sink.write(self.config.name, line, request_id)
         self._active[request_id].append(line)
 
     def _on_output(self) -> None:
@@ -259,6 +265,9 @@ class ExecutionEnvironment:
             *lines, self._partial = data.split(b"\n")
             for raw in lines:
                 self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
+        # Records come after the output: the runtime flushes stdout before each.
+        if self._telemetry is not None:
+            self._telemetry.drain()
 
     def _close_output(self) -> None:
         if self._output_fd >= 0:
@@ -269,6 +278,8 @@ class ExecutionEnvironment:
                 self._partial = b""
             os.close(self._output_fd)
             self._output_fd = -1
+        if self._telemetry is not None:
+            self._telemetry.close()
 
     # -- init phase ------------------------------------------------------------
 
@@ -313,6 +324,9 @@ class ExecutionEnvironment:
         os.set_blocking(read_fd, False)
         self._output_fd = read_fd
         loop.add_reader(read_fd, self._on_output)
+        self._telemetry = TelemetryPipe(self._emit, self.config.name)
+        self._telemetry.listen()
+        env.update(self._telemetry.environment())
         started = time.perf_counter()
         try:
             self._process = ChildProcess.spawn(
@@ -324,12 +338,15 @@ class ExecutionEnvironment:
                 cwd=self.spec.cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                pass_fds=(self._telemetry.write_fd,),
             )
         except OSError as exc:
             os.close(write_fd)
+            self._telemetry.close_write_end()
             await self.stop()
             return self._entrypoint_failure(exc)
         os.close(write_fd)
+        self._telemetry.close_write_end()
         self.pid = self._process.pid
         self._memory = MemoryProbe(self.pid)
         self._exited = loop.create_task(self._process.wait())
@@ -392,11 +409,10 @@ class ExecutionEnvironment:
         )
 
     def log_init_report(self, failure: InitFailure, phase: str) -> None:
-        self._emit(
-            init_report_line(
-                self.init_duration_ms or 0.0, phase, failure.status, failure.error_type
-            )
-        )
+        for line in self.platform.init_report(
+            self.init_duration_ms or 0.0, phase, failure.status, failure.error_type
+        ):
+            self._emit(line)
 
     def take_lines(self) -> list[str]:
         lines, self._lines = self._lines, []
@@ -411,7 +427,8 @@ class ExecutionEnvironment:
         request_id = pending.request_id
         # Lines written before this invoke (the init phase's) open its log.
         self._active[request_id], self._lines = self._lines, []
-        self._emit_own(request_id, start_line(request_id))
+        for line in self.platform.start(request_id):
+            self._emit_own(request_id, line)
         started = time.perf_counter()
         self._api.dispatch(pending)
 
@@ -439,8 +456,8 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
-        self._emit_own(request_id, end_line(request_id))
-        self._emit_own(request_id, report_line(report))
+        for line in self.platform.end(request_id) + self.platform.report(report):
+            self._emit_own(request_id, line)
         self.release()
         log = self._active.pop(request_id)
         if self.state is State.DEAD:

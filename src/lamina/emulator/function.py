@@ -41,6 +41,30 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """``LoggingConfig``: the log format, and the levels that filter the log."""
+
+    format: str = "Text"  # "Text" or "JSON"
+    application_level: str | None = None  # TRACE, DEBUG, INFO, WARN, ERROR, FATAL
+    system_level: str | None = None  # DEBUG, INFO, WARN
+    group: str | None = None
+
+    @property
+    def is_json(self) -> bool:
+        return self.format == "JSON"
+
+    def environment(self) -> dict[str, str]:
+        """The variables Lambda sets for the runtime from this configuration."""
+        if not self.is_json:
+            return {}
+        # With the JSON format Lambda always filters, at INFO unless told otherwise.
+        return {
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_LAMBDA_LOG_LEVEL": self.application_level or "INFO",
+        }
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One function: what a template declares, after defaults and validation."""
 
@@ -61,6 +85,7 @@ class FunctionConfig:
     url_invoke_mode: str | None = None
     # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).
     sample_events: tuple[str, ...] = ()
+    log_settings: LogSettings = LogSettings()
 
     @functools.cached_property
     def arn(self) -> str:

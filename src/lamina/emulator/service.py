@@ -39,9 +39,6 @@ from lamina.emulator.logs import (
     LogSink,
     Report,
     StreamSink,
-    end_line,
-    report_line,
-    start_line,
 )
 from lamina.emulator.streams import ResponseStream, StreamError
 
@@ -248,9 +245,14 @@ class FunctionPool:
             status="timeout" if failure.status == "timeout" else "error",
             error_type=failure.error_type,
         )
-        lines = [start_line(request_id), end_line(request_id), report_line(report)]
+        platform = env.platform
+        lines = [
+            *platform.start(request_id),
+            *platform.end(request_id),
+            *platform.report(report),
+        ]
         for line in lines:
-            sink.write(self.config.name, line)
+            sink.write(self.config.name, line, request_id)
         self.service.environments.discard(env)
         log = earlier + env.take_lines() + lines
         return Outcome(request_id, failure.payload, True, log, report, env.pid)
@@ -338,7 +340,8 @@ class LambdaService:
             "AWS_LAMBDA_FUNCTION_NAME": config.name,
             "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": config.log_settings.group
+            or f"/aws/lambda/{config.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": _log_stream_name(),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             **(
@@ -361,6 +364,7 @@ class LambdaService:
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             if name in os.environ:
                 env[name] = os.environ[name]
+        env.update(config.log_settings.environment())
         env.update(config.environment)
         return env
 

@@ -17,6 +17,7 @@ from lamina.emulator.function import (
     TIMEOUT_RANGE,
     FunctionConfig,
     Layer,
+    LogSettings,
     region,
 )
 
@@ -42,6 +43,7 @@ _SUPPORTED = {
     "EphemeralStorage",
     "FunctionName",
     "FunctionUrlConfig",
+    "LoggingConfig",
 }
 # Properties that mean nothing on one machine; accepted without a word.
 _NO_LOCAL_EFFECT = {
@@ -53,11 +55,13 @@ _NO_LOCAL_EFFECT = {
     "Tracing",
     "AutoPublishAlias",
     "KmsKeyArn",
-    "LoggingConfig",
     "RuntimeManagementConfig",
     "PackageType",
 }
 DEFAULT_NAMES = ("template.yaml", "template.yml")
+_LOG_FORMATS = ("Text", "JSON")
+_APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+_SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,7 @@ class _Reader:
             sample_events=_sample_events(resource),
             max_concurrency=self._max_concurrency(logical_id, resource),
             url_invoke_mode=self._url_mode(logical_id, props),
+            log_settings=self._logging(logical_id, props),
         )
 
     def _int(self, logical_id: str, props: dict[str, Any], spec: _Bounded) -> int:
@@ -364,6 +369,44 @@ class _Reader:
                 f"{mode!r} is not BUFFERED or RESPONSE_STREAM",
             )
         return str(mode)
+
+    def _logging(self, logical_id: str, props: dict[str, Any]) -> LogSettings:
+        config = props.get("LoggingConfig")
+        if config is None:
+            return LogSettings()
+        if not isinstance(config, dict):
+            raise self.fail(logical_id, "LoggingConfig", "expected a mapping")
+        values: dict[str, str | None] = {}
+        for name, allowed in (
+            ("LogFormat", _LOG_FORMATS),
+            ("ApplicationLogLevel", _APPLICATION_LOG_LEVELS),
+            ("SystemLogLevel", _SYSTEM_LOG_LEVELS),
+        ):
+            value = config.get(name)
+            if value is not None and value not in allowed:
+                raise self.fail(
+                    logical_id,
+                    f"LoggingConfig.{name}",
+                    f"{value!r} is not one of {', '.join(allowed)}",
+                )
+            values[name] = value
+        log_format = values["LogFormat"] or "Text"
+        if log_format != "JSON" and (
+            values["ApplicationLogLevel"] or values["SystemLogLevel"]
+        ):
+            # Lambda filters by level only in the JSON format.
+            self.warn(
+                f"{logical_id}: LoggingConfig log levels apply only with "
+                "LogFormat: JSON; ignored"
+            )
+            values["ApplicationLogLevel"] = values["SystemLogLevel"] = None
+        group = config.get("LogGroup")
+        return LogSettings(
+            format=log_format,
+            application_level=values["ApplicationLogLevel"],
+            system_level=values["SystemLogLevel"],
+            group=str(group) if group else None,
+        )
 
     def _environment(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         env = props.get("Environment") or {}

@@ -74,7 +74,9 @@ class WhenImported:
             spec: ModuleSpec | None = find(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _ThenLoader(spec.loader, then)  # type: ignore[assignment]
+                    # The import system needs create_module and exec_module only.
+                    wrapped: Any = _ThenLoader(spec.loader, then)
+                    spec.loader = wrapped
                 return spec
         return None
 
@@ -87,13 +89,14 @@ class _ThenLoader:
         self.then = then
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        # The module keeps its real loader: reload() and tools that read it see
-        # nothing of this.
-        spec.loader = self.loader
         module: ModuleType | None = self.loader.create_module(spec)
         return module
 
     def exec_module(self, module: ModuleType) -> None:
+        # The module keeps its real loader: reload() and tools that read it see
+        # nothing of this.
         module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
         self.loader.exec_module(module)
         self.then()

@@ -6,28 +6,27 @@ Imported only once the function's code has imported ``logging`` (see
 
 from __future__ import annotations
 
-import json
 import logging
 
+from lamina.runtime import jsonfast
 from lamina.runtime.context import current_request_id
 from lamina.runtime.logsink import RecordSink, iso_time, level_from_env, sink
 
 # The attributes every LogRecord has; anything else came from ``extra=`` and goes
 # into a JSON record as a field of its own, as Lambda's runtime does.
-_STANDARD_FIELDS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None))
-) | {"message", "asctime", "aws_request_id"}
+_BLANK = logging.LogRecord("", 0, "", 0, "", None, None)
+_STANDARD_FIELDS = frozenset(vars(_BLANK)) | {"message", "asctime", "aws_request_id"}
 
 
 class TextFormatter(logging.Formatter):
     """``[LEVEL]<tab>time<tab>request id<tab>message``, then any traceback."""
 
     def __init__(self) -> None:
-        super().__init__("[%(levelname)s]\t%(asctime)s\t%(aws_request_id)s\t%(message)s")
+        super().__init__(
+            "[%(levelname)s]\t%(asctime)s\t%(aws_request_id)s\t%(message)s"
+        )
 
-    def formatTime(  # noqa: N802 (logging's name)
-        self, record: logging.LogRecord, datefmt: str | None = None
-    ) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record.created)
 
 
@@ -55,13 +54,14 @@ class JsonFormatter(logging.Formatter):
             document["errorType"] = exc_info[0].__name__
             document["errorMessage"] = str(exc_info[1])
             document["stackTrace"] = traceback.format_tb(exc_info[2])
-            document["location"] = f"{record.pathname}:{record.funcName}:{record.lineno}"
+            document["location"] = (
+                f"{record.pathname}:{record.funcName}:{record.lineno}"
+            )
         for key, value in vars(record).items():
             if key not in _STANDARD_FIELDS and key not in document:
                 document[key] = value
-        return json.dumps(
+        return jsonfast.dumps(
             {key: value for key, value in document.items() if value is not None},
-            ensure_ascii=False,
             # A value JSON cannot hold is shown as text rather than losing the record.
             default=str,
         )

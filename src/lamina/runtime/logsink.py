@@ -17,12 +17,12 @@ records; ``AWS_LAMBDA_LOG_LEVEL`` the lowest level of ``logging`` records kept.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from _thread import allocate_lock
 
+from lamina.runtime import jsonfast
 from lamina.runtime.faults import log_lines
 
 # typing stays off the cold-start path: these names serve the type checker only.
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 TELEMETRY_FD_ENV = "_LAMBDA_TELEMETRY_LOG_FD"
 FRAME_MAGIC = 0xA55A0000
-HEADER_BYTES = 16
 
 # Python's logging levels, without importing logging on the cold-start path.
 NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL = 0, 10, 20, 30, 40, 50
@@ -97,7 +96,7 @@ def error_record(payload: dict[str, Any], is_json: bool) -> str:
     if not is_json:
         return log_lines(payload)
     record = {"timestamp": iso_time(time.time()), "level": "ERROR", **payload}
-    return json.dumps(record, ensure_ascii=False)
+    return jsonfast.dumps(record)
 
 
 def _write_all(fd: int, data: bytes) -> None:

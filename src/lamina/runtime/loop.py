@@ -14,10 +14,11 @@ from lamina.runtime.faults import (
     Fault,
     exception_payload,
     header_error_type,
-    log_lines,
     xray_cause,
 )
 from lamina.runtime.handler import load_handler
+from lamina.runtime.logging_setup import configure_logging
+from lamina.runtime.logsink import log_error, sink
 from lamina.runtime.streaming import (
     DEFAULT_CONTENT_TYPE,
     HTTP_INTEGRATION,
@@ -71,9 +72,8 @@ def unmarshal(invocation: Invocation) -> Any:
 
 
 def write_log(text: str) -> None:
-    """Write a runtime record to stdout whatever encoding stdout was given."""
-    sys.stdout.flush()
-    os.write(1, (text + "\n").encode("utf-8", "backslashreplace"))
+    """Write a runtime message to the function's log as one record."""
+    sink().write(text)
 
 
 def _parse_json_header(raw: str | None) -> dict[str, Any] | None:
@@ -183,7 +183,7 @@ class Runner:
 
     def report(self, request_id: str, exc: Exception) -> None:
         payload = exception_payload(exc, request_id)
-        write_log(log_lines(payload))
+        log_error(payload)
         cause = "" if isinstance(exc, Fault) else xray_cause(exc)
         self.api.post_error(
             request_id,
@@ -237,7 +237,7 @@ class _Stream:
 
     def fail(self, exc: Exception) -> None:
         payload = exception_payload(exc, self.request_id)
-        write_log(log_lines(payload))
+        log_error(payload)
         assert self.post is not None
         self.post.fail(
             header_error_type(payload["errorType"]),
@@ -320,6 +320,7 @@ def run(handler: Handler, *, concurrency: int | None = None) -> None:
     invocations may be in flight at once.
     """
     _make_output_safe()
+    configure_logging()
     serve(
         handler,
         os.environ["AWS_LAMBDA_RUNTIME_API"],
@@ -331,7 +332,7 @@ def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
     """Report a failed init phase and leave: Lambda starts a fresh environment."""
     payload = exception_payload(exc)
     error_type = exc.error_type if isinstance(exc, Fault) else "Runtime.Unknown"
-    write_log(log_lines(payload))
+    log_error(payload)
     api.post_init_error(
         jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
         error_type,
@@ -348,6 +349,7 @@ def main() -> None:
             "Lambda, `lamina invoke` or `lamina serve`"
         )
     _make_output_safe()
+    configure_logging()
     api = RuntimeAPI(address)
     try:
         handler = load_handler(
