@@ -95,6 +95,8 @@ class Result:
     mean_ms: float
     min_ms: float
     max_ms: float
+    # CPU time the runtime client's process spent per measured invoke.
+    runtime_cpu_us: float
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Ratio:
     under: str
     throughput: float
     p50: float
+    runtime_cpu: float
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,27 @@ def percentile(ordered: list[int], fraction: float) -> int:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def summarise(target: Target, latencies: list[int], total_ns: int) -> Result:
+def runtime_pid(service_pid: int) -> int:
+    """The runtime client's process: the one child of the service."""
+    children = []
+    for task in os.listdir(f"/proc/{service_pid}/task"):
+        with open(f"/proc/{service_pid}/task/{task}/children") as listing:
+            children += [int(pid) for pid in listing.read().split()]
+    if len(children) != 1:
+        raise BenchError(f"expected one runtime process, found {children}")
+    return children[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarise(
+    target: Target, latencies: list[int], total_ns: int, cpu_s: float
+) -> Result:
     ordered = sorted(latencies)
     ms = 1e-6
     return Result(
@@ -342,6 +365,7 @@ def summarise(target: Target, latencies: list[int], total_ns: int) -> Result:
         mean_ms=sum(ordered) / len(ordered) * ms,
         min_ms=ordered[0] * ms,
         max_ms=ordered[-1] * ms,
+        runtime_cpu_us=cpu_s / len(ordered) * 1e6,
     )
 
 
@@ -355,9 +379,12 @@ def measure(target: Target, root: Path, code: Path, args: argparse.Namespace) ->
             progress(f"{target.label}: {args.warmup} warm-up invokes")
             invoke_all(connection, endpoint.path, args.warmup)
             progress(f"{target.label}: {args.invokes} measured invokes")
+            runtime = runtime_pid(endpoint.process.pid)
+            cpu_before = cpu_seconds(runtime)
             latencies, total_ns, answers = invoke_all(
                 connection, endpoint.path, args.invokes
             )
+            cpu_s = cpu_seconds(runtime) - cpu_before
             check_echoes(answers)
         except (BenchError, OSError, http.client.HTTPException) as exc:
             raise BenchError(
@@ -365,7 +392,7 @@ def measure(target: Target, root: Path, code: Path, args: argparse.Namespace) ->
             ) from exc
         finally:
             connection.close()
-    return summarise(target, latencies, total_ns)
+    return summarise(target, latencies, total_ns, cpu_s)
 
 
 # -- the report -------------------------------------------------------------------
@@ -380,6 +407,7 @@ def compare(first: Result, second: Result, differing: str) -> Ratio:
         under=f"{getattr(first, held)} {held}",
         throughput=first.invokes_per_s / second.invokes_per_s,
         p50=first.p50_ms / second.p50_ms,
+        runtime_cpu=first.runtime_cpu_us / second.runtime_cpu_us,
     )
 
 
@@ -403,23 +431,27 @@ def render(results: list[Result], found: list[Ratio], args: argparse.Namespace) 
         f"{args.warmup} warm-up, then {args.invokes} measured per target.",
         "",
         f"{'service':<8} {'runtime client':<14} {'invokes/s':>10} "
-        f"{'p50 ms':>8} {'p99 ms':>8}",
+        f"{'p50 ms':>8} {'p99 ms':>8} {'runtime CPU/invoke':>19}",
     ]
     for r in results:
         lines.append(
             f"{r.service:<8} {r.runtime:<14} {r.invokes_per_s:>10.1f} "
-            f"{r.p50_ms:>8.3f} {r.p99_ms:>8.3f}"
+            f"{r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.runtime_cpu_us:>16.0f} us"
         )
     lines += [
         "",
-        f"{'comparison':<40} {'held fixed':<20} {'throughput':>10} {'p50':>7}",
+        f"{'comparison':<40} {'held fixed':<20} {'throughput':>10} {'p50':>7}"
+        f" {'runtime CPU':>12}",
     ]
     for ratio in found:
         what = f"{ratio.first} vs {ratio.second}"
         lines.append(
             f"{what:<40} {ratio.under:<20} {ratio.throughput:>9.2f}x {ratio.p50:>6.2f}x"
+            f" {ratio.runtime_cpu:>11.2f}x"
         )
-    lines.append("(throughput above 1x, or p50 below 1x: the first one is faster)")
+    lines.append(
+        "(throughput above 1x, or p50 and runtime CPU below 1x: the first one is faster)"
+    )
     return "\n".join(lines)
 
 
