@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -123,6 +124,34 @@ def test_unknown_function_is_a_clear_error(project: Path) -> None:
             "template.yaml: not valid YAML (line",
             id="bad-yaml",
         ),
+        pytest.param(
+            ("Runtime: python3.11", "Runtime: python3.99"),
+            "template.yaml: Echo.Runtime: python3.99 is not a Lambda runtime",
+            id="python-version-lambda-never-had",
+        ),
+        pytest.param(
+            ("Handler: behave.echo", "Handler: behave.echo\n      Handler: x.y"),
+            "template.yaml: not valid YAML (line 8): duplicate key 'Handler'",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            ("CodeUri: code\n", "CodeUri: code\n      Tags: &a [*a]\n"),
+            "template.yaml: Echo.Tags: contains itself",
+            id="anchor-inside-itself",
+        ),
+        pytest.param(
+            (
+                "CodeUri: code\n",
+                "CodeUri: code\n      Environment: {Variables: {AWS_REGION: x}}\n",
+            ),
+            "template.yaml: Echo.Environment.Variables: AWS_REGION is reserved",
+            id="reserved-variable",
+        ),
+        pytest.param(
+            ("Resources:", "Parameters: [1]\nResources:"),
+            "template.yaml: Parameters: expected a mapping",
+            id="parameters-a-list",
+        ),
     ],
 )
 def test_broken_template_is_one_line(
@@ -135,6 +164,68 @@ def test_broken_template_is_one_line(
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if expected in line]
     assert len(errors) == 1, result.stderr
+
+
+def test_a_template_that_is_not_utf8_is_one_line(project: Path) -> None:
+    template = project / "template.yaml"
+    template.write_bytes(template.read_bytes().replace(b"Api}", b"Api\xe9}", 1))
+
+    result = lamina("invoke", "Echo", cwd=project)
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"lamina: {template}: not UTF-8 text (line 10): save the template as UTF-8\n"
+    )
+
+
+def test_a_template_of_functions_lamina_cannot_run_says_why(project: Path) -> None:
+    template = project / "template.yaml"
+    template.write_text(template.read_text().replace("python3.11", "nodejs20.x"))
+
+    result = lamina("invoke", "Echo", cwd=project)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"lamina: {template}: no function lamina can run: Echo uses nodejs20.x, "
+        "Fail uses nodejs20.x; lamina runs python3.x and provided.* functions from "
+        "local folders"
+    )
+
+
+def test_invoke_takes_the_logical_id_of_a_renamed_function(project: Path) -> None:
+    template = project / "template.yaml"
+    template.write_text(
+        template.read_text().replace(
+            "Handler: behave.echo", "Handler: behave.echo\n      FunctionName: RealName"
+        )
+    )
+
+    by_id = lamina("invoke", "Echo", cwd=project)
+    by_name = lamina("invoke", "RealName", cwd=project)
+
+    assert by_id.returncode == 0, by_id.stderr
+    assert json.loads(by_id.stdout)["function_name"] == "RealName"
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout)["function_name"] == "RealName"
+
+
+def test_the_invoke_api_knows_a_renamed_function_by_its_name_only(
+    project: Path, serve_project: object
+) -> None:
+    template = project / "template.yaml"
+    template.write_text(
+        template.read_text().replace(
+            "Handler: behave.echo", "Handler: behave.echo\n      FunctionName: RealName"
+        )
+    )
+    served: Served = serve_project(project)  # type: ignore[operator]
+    client = served.client()
+
+    answer = json.loads(client.invoke(FunctionName="RealName")["Payload"].read())
+    assert answer["function_name"] == "RealName"
+    with pytest.raises(client.exceptions.ResourceNotFoundException):  # type: ignore[attr-defined]
+        client.invoke(FunctionName="Echo")
 
 
 def test_no_template_says_what_to_do(tmp_path: Path) -> None:
@@ -200,6 +291,65 @@ def test_events_list_and_show() -> None:
     assert "sqs" in unknown.stderr
 
 
+def test_events_without_a_subcommand_names_them() -> None:
+    result = lamina("events", cwd=ROOT)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "lamina events: error: the following arguments are required: {list,show}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        pytest.param(
+            ("--port", "99999"),
+            "argument --port: 99999 is not a port number (0 to 65535)",
+            id="port-too-high",
+        ),
+        pytest.param(
+            ("--port", "-1"),
+            "argument --port: -1 is not a port number (0 to 65535)",
+            id="port-negative",
+        ),
+        pytest.param(
+            ("--host", "256.1.1.1"),
+            "argument --host: 256.1.1.1 is not an IPv4 address",
+            id="host-not-an-address",
+        ),
+        pytest.param(
+            ("--max-concurrency", "0"),
+            "argument --max-concurrency: 0 is not a whole number of 1 or more",
+            id="max-concurrency-zero",
+        ),
+    ],
+)
+def test_serve_refuses_bad_options_before_starting(
+    project: Path, option: tuple[str, str], message: str
+) -> None:
+    result = lamina("serve", *option, cwd=project)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"lamina serve: error: {message}"
+
+
+def test_serve_on_a_port_in_use_says_so(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = lamina("serve", "--port", str(port), cwd=project)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"lamina: cannot listen on 127.0.0.1:{port}: address already in use; "
+        "pick another --port"
+    )
+
+
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
 )
@@ -244,11 +394,36 @@ def test_demo_runs_the_bundled_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for name in ("RecordsFunction", "ShellFunction", "BrokenFunction"):
+    names = ("RecordsFunction", "ShellFunction", "BrokenFunction", "StreamFunction")
+    for name in names:
         assert re.search(rf"^{name}\s", out, re.M), out
-    assert out.count("REPORT RequestId:") == 4
+    assert out.count("REPORT RequestId:") == 5
     assert re.search(r"^BrokenFunction\s+sns\s+error \(ValueError\)", out, re.M)
     assert re.search(r"^RecordsFunction\s+sqs\s+ok\s+\S+ ms\s+warm", out, re.M)
+    assert re.search(r"^StreamFunction\s+function-url\s+ok\s", out, re.M)
+    assert "line 5 of 5 for /forecast" in out
+
+
+def test_demo_with_an_unknown_sample_event_names_the_function(project: Path) -> None:
+    template = project / "template.yaml"
+    template.write_text(
+        template.read_text().replace(
+            "  Echo:\n    Type: AWS::Serverless::Function\n",
+            "  Echo:\n    Type: AWS::Serverless::Function\n"
+            "    Metadata: {Lamina: {SampleEvents: [sqs, nosuch]}}\n",
+        )
+    )
+
+    result = lamina("demo", cwd=project)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"lamina: {template}: Echo.Metadata.Lamina.SampleEvents: no sample event "
+        "named 'nosuch'."
+    )
+    assert "Available: apigateway-http, apigateway-rest," in line
 
 
 def test_invoke_appends_each_record_to_a_log_file(project: Path) -> None:

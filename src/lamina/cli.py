@@ -47,18 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "-t", "--template", help="SAM template (default: ./template.yaml)"
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--host", type=_host, default="127.0.0.1")
+    serve.add_argument(
+        "--port", type=_port, default=9000, help="0 to 65535; 0 picks a free port"
+    )
     serve.add_argument(
         "--max-concurrency",
-        type=int,
+        type=_at_least_one,
         default=1000,
-        help="service-wide limit of concurrent invokes (default 1000, as on AWS)",
+        help="service-wide limit of concurrent invokes, all functions together "
+        "(default 1000, as on AWS)",
     )
     _add_log_file(serve)
 
     events = commands.add_parser("events", help="bundled sample events")
-    event_commands = events.add_subparsers(dest="events_command", required=True)
+    event_commands = events.add_subparsers(
+        dest="events_command", required=True, metavar="{list,show}"
+    )
     event_commands.add_parser("list", help="list the sample events")
     show = event_commands.add_parser("show", help="print one sample event as JSON")
     show.add_argument("event", metavar="NAME")
@@ -70,6 +75,38 @@ def _parser() -> argparse.ArgumentParser:
         "-t", "--template", help="SAM template (default: ./template.yaml)"
     )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0 to 65535)")
+    return port
+
+
+def _host(text: str) -> str:
+    # Digits and dots are an IPv4 address or nothing: no name lookup for them.
+    if text and set(text) <= set("0123456789."):
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not an IPv4 address") from None
+    return text
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of 1 or more")
+    return value
 
 
 def _add_log_file(command: argparse.ArgumentParser) -> None:
@@ -115,10 +152,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _describe(exc: Exception) -> str:
-    from lamina.emulator.errors import ServiceError
+    from lamina.emulator.errors import ListenError, ServiceError
 
     if isinstance(exc, ServiceError):
         return f"{exc.error_type} ({exc.status}): {exc.message}"
+    if isinstance(exc, ListenError) and exc.setting:
+        return f"{exc}; pick another --{exc.setting}"
     return str(exc)
 
 
@@ -185,7 +224,6 @@ def load_service(template: str | None, **options: Any) -> Any:
 
 def _invoke(args: argparse.Namespace) -> int:
     from lamina.emulator import aio
-    from lamina.emulator.function import parse_function_name
     from lamina.emulator.logs import StreamSink
     from lamina.emulator.service import InvokeRequest
 
@@ -195,7 +233,7 @@ def _invoke(args: argparse.Namespace) -> int:
     async def once() -> Any:
         try:
             return await service.invoke(
-                InvokeRequest(parse_function_name(args.name), payload)
+                InvokeRequest(_function_ref(service, args.name), payload)
             )
         finally:
             await service.close()
@@ -204,6 +242,18 @@ def _invoke(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(outcome.payload + b"\n")
     sys.stdout.flush()
     return 1 if outcome.is_error else 0
+
+
+def _function_ref(service: Any, raw: str) -> Any:
+    """What ``lamina invoke`` names: a function name, or the resource's logical id."""
+    from lamina.emulator.function import FunctionRef, parse_function_name
+
+    ref = parse_function_name(raw)
+    if ref.name not in service.functions:
+        for config in service.functions.values():
+            if config.logical_id == ref.name:
+                return FunctionRef(config.name, ref.qualifier)
+    return ref
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -42,6 +42,10 @@ def _style(text: str, code: str) -> str:
 
 
 def _pretty(payload: bytes) -> str:
+    # A stream for an HTTP caller, joined: the JSON prelude, 8 NUL bytes, the body.
+    prelude, end, body = payload.partition(b"\0" * 8)
+    if end and prelude.startswith(b"{"):
+        return f"{_pretty(prelude)}\n{body.decode('utf-8', 'replace')}"
     try:
         return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
     except ValueError:

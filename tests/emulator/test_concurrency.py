@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Served, code_dir
+from tests.conftest import Served, code_dir, wait_for
 
 INVOKES = 200
 
@@ -120,3 +120,60 @@ def test_one_at_a_time_without_max_concurrency(
         per_environment[body["pid"]].append((body["started"], body["ended"]))
     # An environment never holds a second event before answering the first.
     assert all(_max_overlap(spans) == 1 for spans in per_environment.values())
+
+
+TWO_FUNCTIONS = """Resources:
+  slow:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.11
+      Handler: behave.sleep
+      CodeUri: code
+      Timeout: 30
+  quick:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.11
+      Handler: behave.echo
+      CodeUri: code
+"""
+
+
+def _post(served: Served, function: str, event: dict) -> tuple[int, dict, dict]:
+    parts = urlsplit(served.url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "", parts.port, timeout=60
+    )
+    try:
+        connection.request(
+            "POST",
+            f"/2015-03-31/functions/{function}/invocations",
+            body=json.dumps(event),
+        )
+        response = connection.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_max_concurrency_counts_the_invokes_of_every_function(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    code_dir(tmp_path)
+    served = serve(TWO_FUNCTIONS, "--max-concurrency", "1")
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_post, served, "slow", {"seconds": 2})
+        served.output.wait(r"^\[slow\] START RequestId:", timeout=30)
+
+        # Another function, but the one invoke the service allows is taken.
+        status, headers, body = _post(served, "quick", {})
+        assert status == 429, body
+        assert headers["x-amzn-errortype"] == "TooManyRequestsException"
+        assert headers["retry-after"]
+        assert body["Reason"] == "ConcurrentInvocationLimitExceeded"
+
+        assert slow.result()[0] == 200
+
+    wait_for(lambda: _post(served, "quick", {})[0] == 200, 10, "room again")

@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from lamina import events
+from lamina.emulator import template as template_module
+from lamina.emulator.constraints import RESERVED_VARIABLES
 from lamina.emulator.errors import TemplateError
 from lamina.emulator.function import FunctionConfig, Layer, LogSettings
 from lamina.emulator.template import Template, find_template, load_template
@@ -131,6 +134,7 @@ def test_a_minimal_function_gets_lambda_defaults(tmp_path: Path) -> None:
             reserved_concurrency=None,
             ephemeral_storage_mb=512,
             sample_events=(),
+            logical_id="Fn",
         )
     }
 
@@ -140,6 +144,7 @@ def test_function_name_property_names_the_function(tmp_path: Path) -> None:
 
     assert list(template.functions) == ["orders-api"]
     assert template.functions["orders-api"].name == "orders-api"
+    assert template.functions["orders-api"].logical_id == "Fn"
 
 
 def test_every_setting_is_read(tmp_path: Path) -> None:
@@ -539,8 +544,8 @@ Resources:
       CodeUri: src/
       Environment:
         Variables:
-          A: !GetAtt Table.Arn
-          B: !GetAtt Table.StreamArn
+          TABLE_ARN: !GetAtt Table.Arn
+          STREAM_ARN: !GetAtt Table.StreamArn
   Two:
     Type: AWS::Serverless::Function
     Properties:
@@ -615,7 +620,15 @@ def test_an_image_function_is_skipped_with_a_warning(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "runtime",
-    ["python3.9", "python3.13", "provided", "provided.al2", "provided.al2023"],
+    [
+        "python3.8",
+        "python3.9",
+        "python3.13",
+        "python3.14",
+        "provided",
+        "provided.al2",
+        "provided.al2023",
+    ],
 )
 def test_supported_runtimes(tmp_path: Path, runtime: str) -> None:
     text = one_function().replace("python3.12", runtime)
@@ -623,12 +636,50 @@ def test_supported_runtimes(tmp_path: Path, runtime: str) -> None:
     assert only(load(tmp_path, text, "src")).runtime == runtime
 
 
+@pytest.mark.parametrize("runtime", ["python3.99", "python3.15", "python3.7"])
+def test_a_python_version_lambda_does_not_have_is_refused(
+    tmp_path: Path, runtime: str
+) -> None:
+    error = refused(tmp_path, one_function().replace("python3.12", runtime))
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: Fn.Runtime: {runtime} is not a Lambda "
+        "runtime; the Python ones are python3.8 to python3.14"
+    )
+
+
 def test_only_unsupported_functions_is_an_error(tmp_path: Path) -> None:
     error = refused(tmp_path, one_function().replace("python3.12", "nodejs20.x"))
 
     assert str(error) == (
-        f"{tmp_path / 'template.yaml'}: no AWS::Serverless::Function or "
-        "AWS::Lambda::Function resource"
+        f"{tmp_path / 'template.yaml'}: no function lamina can run: Fn uses "
+        "nodejs20.x; lamina runs python3.x and provided.* functions from local folders"
+    )
+
+
+def test_only_skipped_functions_are_each_named_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    text = (
+        one_function().replace("python3.12", "java21")
+        + """\
+  Image:
+    Type: AWS::Serverless::Function
+    Properties:
+      PackageType: Image
+      ImageUri: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:latest
+  Bare:
+    Type: AWS::Lambda::Function
+    Properties:
+      Handler: index.handler
+"""
+    )
+
+    error = refused(tmp_path, text)
+
+    assert str(error).startswith(
+        f"{tmp_path / 'template.yaml'}: no function lamina can run: Fn uses java21, "
+        "Image is a container image, Bare uses no runtime; "
     )
 
 
@@ -691,7 +742,7 @@ def test_two_functions_with_one_name_are_refused(tmp_path: Path) -> None:
         ),
         pytest.param(
             "EphemeralStorage: {Size: 511}",
-            "Size",
+            "EphemeralStorage.Size",
             "511 is outside Lambda's range of 512–10240 MB",
             id="storage-low",
         ),
@@ -731,6 +782,89 @@ def test_two_functions_with_one_name_are_refused(tmp_path: Path) -> None:
             "expected a mapping",
             id="variables-not-a-mapping",
         ),
+        pytest.param(
+            "Environment: oops",
+            "Environment",
+            "expected a mapping with Variables",
+            id="environment-not-a-mapping",
+        ),
+        pytest.param(
+            "Environment: {Variables: {1ST: x}}",
+            "Environment.Variables",
+            "'1ST' is not a valid variable name: a letter, then at least one more "
+            "letter, digit or underscore",
+            id="variable-name-starts-with-a-digit",
+        ),
+        pytest.param(
+            "Environment: {Variables: {HAS-DASH: x}}",
+            "Environment.Variables",
+            "'HAS-DASH' is not a valid variable name: a letter, then at least one "
+            "more letter, digit or underscore",
+            id="variable-name-with-a-dash",
+        ),
+        pytest.param(
+            "Environment: {Variables: {A: x}}",
+            "Environment.Variables",
+            "'A' is not a valid variable name: a letter, then at least one more "
+            "letter, digit or underscore",
+            id="variable-name-of-one-letter",
+        ),
+        pytest.param(
+            "Environment: {Variables: {CONFIG: {debug: true}}}",
+            "Environment.Variables.CONFIG",
+            "expected a string, number or boolean, not a mapping",
+            id="variable-value-a-mapping",
+        ),
+        pytest.param(
+            "Environment: {Variables: {HOSTS: [a, b]}}",
+            "Environment.Variables.HOSTS",
+            "expected a string, number or boolean, not a list",
+            id="variable-value-a-list",
+        ),
+        pytest.param(
+            "Environment: {Variables: {EMPTY: null}}",
+            "Environment.Variables.EMPTY",
+            "has no value; write '' for an empty one",
+            id="variable-value-null",
+        ),
+        pytest.param(
+            "FunctionName: 'has space/slash'",
+            "FunctionName",
+            "'has space/slash' is not a valid function name: 1 to 64 letters, "
+            "digits, hyphens (-) or underscores (_)",
+            id="function-name-characters",
+        ),
+        pytest.param(
+            "FunctionName: " + "f" * 65,
+            "FunctionName",
+            f"'{'f' * 65}' is not a valid function name: 1 to 64 letters, digits, "
+            "hyphens (-) or underscores (_)",
+            id="function-name-too-long",
+        ),
+        pytest.param(
+            "Layers: MyLayer",
+            "Layers",
+            "expected a list of layers",
+            id="layers-a-string",
+        ),
+        pytest.param(
+            "EphemeralStorage: big",
+            "EphemeralStorage",
+            "expected a mapping with Size, such as {Size: 1024}",
+            id="storage-a-string",
+        ),
+        pytest.param(
+            "EphemeralStorage: {}",
+            "EphemeralStorage",
+            "expected a mapping with Size, such as {Size: 1024}",
+            id="storage-without-size",
+        ),
+        pytest.param(
+            "EphemeralStorage: {Size: lots}",
+            "EphemeralStorage.Size",
+            "'lots' is not a whole number",
+            id="storage-size-a-word",
+        ),
     ],
 )
 def test_values_lambda_would_refuse_name_the_file_resource_and_field(
@@ -747,6 +881,63 @@ def test_reserved_concurrency_true_is_not_a_number(tmp_path: Path) -> None:
     error = refused(tmp_path, one_function("ReservedConcurrentExecutions: true\n"))
 
     assert error.field == "ReservedConcurrentExecutions"
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_VARIABLES))
+def test_a_variable_lambda_sets_itself_is_refused(tmp_path: Path, name: str) -> None:
+    error = refused(
+        tmp_path, one_function(f"Environment: {{Variables: {{{name}: x}}}}")
+    )
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: Fn.Environment.Variables: {name} is "
+        "reserved: Lambda sets it itself"
+    )
+
+
+def test_variables_lambda_lets_a_function_set_are_accepted(tmp_path: Path) -> None:
+    variables = {
+        "TZ": "Europe/Paris",
+        "LANG": "C.UTF-8",
+        "PATH": "/opt/bin:/usr/bin",
+        "AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper",
+        "AWS_LAMBDA_LOG_LEVEL": "DEBUG",
+        "x1": "lower case",
+    }
+    lines = "".join(f"    {name}: {value}\n" for name, value in variables.items())
+
+    config = only(
+        load(tmp_path, one_function(f"Environment:\n  Variables:\n{lines}"), "src")
+    )
+
+    assert config.environment == variables
+
+
+def _sized_variables(total: int) -> str:
+    """Two variables whose names and values come to ``total`` bytes."""
+    first = total // 2 - len("FIRST")
+    second = total - total // 2 - len("SECOND")
+    # Two bytes per "é": the limit counts bytes, not characters.
+    value = "é" * (second // 2) + "b" * (second % 2)
+    return (
+        f"Environment:\n  Variables:\n    FIRST: {'a' * first}\n    SECOND: {value}\n"
+    )
+
+
+def test_environment_variables_up_to_4_kb_are_accepted(tmp_path: Path) -> None:
+    config = only(load(tmp_path, one_function(_sized_variables(4096)), "src"))
+
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in config.environment.items())
+    assert size == 4096
+
+
+def test_environment_variables_over_4_kb_are_refused(tmp_path: Path) -> None:
+    error = refused(tmp_path, one_function(_sized_variables(4097)))
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: Fn.Environment.Variables: 4097 bytes of "
+        "names and values is over Lambda's limit of 4 KB (4096 bytes)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -930,6 +1121,187 @@ def test_a_field_without_a_resource_is_set_apart_from_the_path(
     error = refused(tmp_path, "Resources: {}\n")
 
     assert str(error) == f"{tmp_path / 'template.yaml'}: Resources: no Resources"
+
+
+FUNCTION = """\
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: src/
+"""
+BARE = "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        pytest.param(
+            BARE + "    Properties: hello\n",
+            "Fn.Properties",
+            "expected a mapping",
+            id="properties-a-string",
+        ),
+        pytest.param(
+            BARE + "    Properties: [1, 2]\n",
+            "Fn.Properties",
+            "expected a mapping",
+            id="properties-a-list",
+        ),
+        pytest.param(
+            "Globals: {Function: [1]}\n" + FUNCTION,
+            "Globals.Function",
+            "expected a mapping",
+            id="globals-function-a-list",
+        ),
+        pytest.param(
+            "Globals: [1]\n" + FUNCTION, "Globals", "expected a mapping", id="globals"
+        ),
+        pytest.param(
+            "Globals: {Function: {Environment: {Variables: {STAGE: dev}}}}\n"
+            + FUNCTION
+            + "      Environment: oops\n",
+            "Fn.Environment",
+            "expected a mapping with Variables",
+            id="environment-a-string-under-globals",
+        ),
+        pytest.param(
+            "Globals: {Function: {Environment: oops}}\n"
+            + FUNCTION
+            + "      Environment: {Variables: {STAGE: dev}}\n",
+            "Globals.Function.Environment",
+            "expected a mapping with Variables",
+            id="global-environment-a-string",
+        ),
+        pytest.param(
+            "Globals: {Function: {Environment: {Variables: [A]}}}\n" + FUNCTION,
+            "Globals.Function.Environment.Variables",
+            "expected a mapping",
+            id="global-variables-a-list",
+        ),
+        pytest.param(
+            "Parameters: [1]\n" + FUNCTION,
+            "Parameters",
+            "expected a mapping",
+            id="parameters-a-list",
+        ),
+        pytest.param(
+            FUNCTION + "      Environment: {Variables: {STAGE: !Sub [1]}}\n",
+            "Fn.Environment",
+            "Fn::Sub takes a string, or a list of a string and a mapping of variables",
+            id="sub-a-list-of-one",
+        ),
+        pytest.param(
+            FUNCTION + "      Description: !Sub {Text: x}\n",
+            "Fn.Description",
+            "Fn::Sub takes a string, or a list of a string and a mapping of variables",
+            id="sub-a-mapping",
+        ),
+        pytest.param(
+            FUNCTION + "      Tags: &loop [*loop]\n",
+            "Fn.Tags",
+            "contains itself (a YAML alias inside its own anchor)",
+            id="list-anchor-inside-itself",
+        ),
+        pytest.param(
+            FUNCTION + "      Tags: &loop {self: *loop}\n",
+            "Fn.Tags",
+            "contains itself (a YAML alias inside its own anchor)",
+            id="mapping-anchor-inside-itself",
+        ),
+    ],
+)
+def test_shapes_that_cannot_be_read_name_the_place(
+    tmp_path: Path, text: str, where: str, message: str
+) -> None:
+    error = refused(tmp_path, text)
+
+    assert str(error) == f"{tmp_path / 'template.yaml'}: {where}: {message}"
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    error = refused(tmp_path, one_function("Handler: other.handler\n"))
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: not valid YAML (line 10): duplicate key "
+        "'Handler'"
+    )
+
+
+def test_equal_keys_in_different_mappings_are_fine(tmp_path: Path) -> None:
+    text = one_function("Environment: {Variables: {Handler: x, Runtime: y}}\n")
+
+    assert only(load(tmp_path, text, "src")).environment == {
+        "Handler": "x",
+        "Runtime": "y",
+    }
+
+
+def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:
+    error = refused(tmp_path, "Resources:\n  Fn: [unclosed\n")
+
+    assert "\n" not in str(error)
+    assert str(error).startswith(f"{tmp_path / 'template.yaml'}: not valid YAML (line")
+
+
+def test_a_template_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_bytes(one_function("Description: caf\xe9\n").encode("latin-1"))
+    (tmp_path / "src").mkdir()
+
+    with pytest.raises(TemplateError) as caught:
+        load_template(path)
+
+    assert str(caught.value) == (
+        f"{path}: not UTF-8 text (line 10): save the template as UTF-8"
+    )
+
+
+def test_an_unforeseen_failure_still_names_the_resource(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> str:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(template_module._Reader, "_architecture", broken)
+
+    error = refused(tmp_path, one_function())
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: Fn: cannot read this resource "
+        "(KeyError: 'surprise')"
+    )
+    assert error.resource == "Fn"
+
+
+# -- sample events ---------------------------------------------------------------------
+
+
+def test_an_unknown_sample_event_is_refused_with_those_there_are(
+    tmp_path: Path,
+) -> None:
+    error = refused(
+        tmp_path,
+        one_function(resource="Metadata: {Lamina: {SampleEvents: [sqs, nosuch]}}\n"),
+    )
+
+    assert (error.resource, error.field) == ("Fn", "Metadata.Lamina.SampleEvents")
+    assert str(error).endswith(
+        f"no sample event named 'nosuch'. Available: {', '.join(events.names())}"
+    )
+
+
+def test_sample_events_must_be_a_list(tmp_path: Path) -> None:
+    error = refused(
+        tmp_path, one_function(resource="Metadata: {Lamina: {SampleEvents: sqs}}\n")
+    )
+
+    assert str(error) == (
+        f"{tmp_path / 'template.yaml'}: Fn.Metadata.Lamina.SampleEvents: expected a "
+        "list of sample event names"
+    )
 
 
 # -- layers ----------------------------------------------------------------------------

@@ -94,7 +94,9 @@ def runtime(tmp_path: Path) -> Iterator[object]:
     servers: list[ThreadingHTTPServer] = []
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(events: list[bytes], handler: str, **env: str) -> RecordingAPI:
+    def start(
+        events: list[bytes], handler: str, python: str = sys.executable, **env: str
+    ) -> RecordingAPI:
         api = RecordingAPI(events)
         server = ThreadingHTTPServer(("127.0.0.1", 0), api.handler())
         server.daemon_threads = True
@@ -102,7 +104,7 @@ def runtime(tmp_path: Path) -> Iterator[object]:
         servers.append(server)
         (tmp_path / "fn.py").write_text(HANDLERS)
         process = subprocess.Popen(
-            [sys.executable, "-S", "-m", "lamina.runtime"],
+            [python, "-S", "-m", "lamina.runtime"],
             cwd=tmp_path,
             env={
                 "PATH": os.environ.get("PATH", ""),
@@ -228,3 +230,26 @@ def test_without_a_runtime_api_it_says_what_to_do() -> None:
     assert result.returncode == 1
     assert "AWS_LAMBDA_RUNTIME_API is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _interpreters() -> list[object]:
+    """Every CPython that AWS has a Lambda runtime for and this machine has."""
+    found = []
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    for minor in range(8, 15):
+        candidates = (
+            sorted(root.glob(f"3.{minor}.*/bin/python3.{minor}"))
+            if root.is_dir()
+            else []
+        )
+        if candidates:
+            found.append(pytest.param(str(candidates[-1]), id=f"python3.{minor}"))
+    return found or [pytest.param(sys.executable, id="this-python")]
+
+
+@pytest.mark.parametrize("python", _interpreters())
+def test_runs_on_every_python_lambda_offers(runtime: object, python: str) -> None:
+    # The same client ships into python3.8 ... python3.14 functions.
+    api: RecordingAPI = runtime([b'{"n": 1}', b"{}"], "fn.echo", python)  # type: ignore[operator]
+    wait_for(lambda: len(api.posted) >= 1, 20, f"a response from {python}")
+    assert json.loads(api.posted[0].body)["event"] == {"n": 1}

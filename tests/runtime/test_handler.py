@@ -268,7 +268,13 @@ def test_an_error_raised_while_importing_is_left_as_it_is(task_root: Path) -> No
         pytest.param((1, 2), b"[1, 2]", id="tuple"),
         pytest.param(decimal.Decimal("1.5"), b"1.5", id="decimal-fraction"),
         pytest.param(decimal.Decimal("2"), b"2", id="decimal-whole"),
-        pytest.param(decimal.Decimal("2.000"), b"2", id="decimal-trailing-zeros"),
+        # Exact digits, as AWS's runtime writes them: no float rounding.
+        pytest.param(decimal.Decimal("2.000"), b"2.000", id="decimal-trailing-zeros"),
+        pytest.param(
+            decimal.Decimal("12345678901234567890.123456789"),
+            b"12345678901234567890.123456789",
+            id="decimal-beyond-float",
+        ),
         pytest.param(decimal.Decimal("-0.25"), b"-0.25", id="decimal-negative"),
         pytest.param(
             {"Item": {"count": decimal.Decimal("3"), "price": decimal.Decimal("9.99")}},

@@ -17,11 +17,19 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from lamina.emulator import http
+from lamina.emulator.extensions import (
+    FAILURE,
+    SPINDOWN,
+    TIMEOUT,
+    Extensions,
+    Marks,
+)
+from lamina.emulator.extensions_api import ExtensionFailure
 from lamina.emulator.function import INIT_TIMEOUT_S, FunctionConfig
 from lamina.emulator.logs import (
     LogSink,
@@ -44,6 +52,7 @@ EXIT_ERROR = "Runtime.ExitError"
 INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 TIMED_OUT = "Sandbox.Timedout"
 SHUTDOWN_GRACE_S = 0.5
+MAX_EVENT_BYTES = 256 * 1024
 
 
 class State(Enum):
@@ -206,6 +215,8 @@ class ExecutionEnvironment:
         self._max_memory_mb = 1
         self._memory: MemoryProbe | None = None
         self._reported_cold = False
+        # Its extensions: their API shares the runtime's address.
+        self._extensions = Extensions(config)
         # Records the runtime writes whole (logging, its errors), one frame each.
         self._telemetry: TelemetryPipe | None = None
         # In the format the function's runtime was told to log in.
@@ -235,39 +246,42 @@ class ExecutionEnvironment:
         self._active[request_id].append(line)
 
     def _on_output(self) -> None:
-        try:
-            data = os.read(self._output_fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close_output()
-            return
-        data = self._partial + data
-        *lines, self._partial = data.split(b"\n")
-        for raw in lines:
-            self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
+        self._read_output(once=True)
 
     def _drain_output(self) -> None:
         """Read what the runtime wrote before it answered, so it lands before END."""
+        self._read_output(once=False)
+        if self._partial:
+            # Written without a final newline: still this invoke's, so it is
+            # logged now rather than in front of the next invoke's lines.
+            self._emit(self._partial.rstrip(b"\r").decode("utf-8", "replace"))
+            self._partial = b""
+        # Records come after the output: the runtime flushes stdout before each.
+        if self._telemetry is not None:
+            self._telemetry.drain()
+
+    def _read_output(self, *, once: bool) -> None:
+        """Read the bootstrap's stdout and stderr; one log event per line."""
         while self._output_fd >= 0:
             try:
                 data = os.read(self._output_fd, 65536)
             except BlockingIOError:
-                break
+                return
             except OSError:
                 data = b""
             if not data:
                 self._close_output()
-                break
-            data = self._partial + data
-            *lines, self._partial = data.split(b"\n")
+                return
+            *lines, partial = (self._partial + data).split(b"\n")
+            # Lambda cuts a log event at 256 KB; a longer line is several events.
+            while len(partial) > MAX_EVENT_BYTES:
+                lines.append(partial[:MAX_EVENT_BYTES])
+                partial = partial[MAX_EVENT_BYTES:]
+            self._partial = partial
             for raw in lines:
                 self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
-        # Records come after the output: the runtime flushes stdout before each.
-        if self._telemetry is not None:
-            self._telemetry.drain()
+            if once:
+                return
 
     def _close_output(self) -> None:
         if self._output_fd >= 0:
@@ -314,6 +328,7 @@ class ExecutionEnvironment:
     async def _start(self, timeout_s: float) -> InitFailure | None:
         loop = asyncio.get_running_loop()
         self._api = RuntimeAPIHandler()
+        self._api.extensions = self._extensions.api
         self._server = await http.serve(
             self._api.handle, "127.0.0.1", 0, streaming=is_streamed_response
         )
@@ -328,6 +343,17 @@ class ExecutionEnvironment:
         self._telemetry.listen()
         env.update(self._telemetry.environment())
         started = time.perf_counter()
+        # Extension init comes first: the runtime starts once each registered.
+        extension_failure = await self._extensions.start(
+            env, write_fd, self.spec.cwd, started + timeout_s, _die_with_parent
+        )
+        if extension_failure is not None:
+            os.close(write_fd)
+            self._telemetry.close_write_end()
+            self.init_duration_ms = (time.perf_counter() - started) * 1000
+            self._log_extensions()
+            await self.stop(reason=FAILURE)
+            return _extension_init_failure(extension_failure)
         try:
             self._process = ChildProcess.spawn(
                 self.spec.argv,
@@ -351,21 +377,24 @@ class ExecutionEnvironment:
         self._memory = MemoryProbe(self.pid)
         self._exited = loop.create_task(self._process.wait())
 
-        ready = self._api.ready
+        # Init is over when the runtime and every extension wait for an event.
+        ready = self._extensions.ready(self._api.ready)
         init_error = self._api.init_error
         waiters: set[asyncio.Future[Any]] = {ready, init_error, self._exited}
+        waiters.add(self._extensions.failed)
         await asyncio.wait(
             waiters,
-            timeout=timeout_s,
+            timeout=max(0.0, started + timeout_s - time.perf_counter()),
             return_when=asyncio.FIRST_COMPLETED,
         )
         self.init_duration_ms = (time.perf_counter() - started) * 1000
+        self._log_extensions()
         if ready.done() and not init_error.done():
             self.state = State.IDLE
             return None
 
         failure = await self._init_failure(init_error)
-        await self.stop()
+        await self.stop(reason=FAILURE)
         return failure
 
     def _entrypoint_failure(self, exc: OSError) -> InitFailure:
@@ -395,6 +424,9 @@ class ExecutionEnvironment:
             return InitFailure(
                 result.error_type or "Runtime.Unknown", result.body, "error"
             )
+        if self._extensions.failure is not None:
+            self._drain_output()
+            return _extension_init_failure(self._extensions.failure)
         assert self._exited is not None
         if self._exited.done():
             self._drain_output()
@@ -407,6 +439,10 @@ class ExecutionEnvironment:
             ),
             "timeout",
         )
+
+    def _log_extensions(self) -> None:
+        for line in self._extensions.init_records(self.platform.is_json):
+            self._emit(line)
 
     def log_init_report(self, failure: InitFailure, phase: str) -> None:
         for line in self.platform.init_report(
@@ -430,9 +466,10 @@ class ExecutionEnvironment:
         for line in self.platform.start(request_id):
             self._emit_own(request_id, line)
         started = time.perf_counter()
-        self._api.dispatch(pending)
+        marks = self._extensions.dispatch(self._api, pending)
 
         waiters: set[asyncio.Future[Any]] = {pending.result, self._exited}
+        waiters.add(self._extensions.failed)
         await asyncio.wait(
             waiters,
             timeout=timeout_s,
@@ -456,15 +493,56 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
+        if self._extensions.is_behind(marks) and self.state is not State.DEAD:
+            # The caller has its answer; the invoke (its REPORT, and the room for
+            # the next one) ends when the extensions are done with it.
+            work = self._finish_with_extensions(report, marks, started, timeout_s)
+            self._extensions.track(work)
+            log = list(self._active[request_id])
+            return Outcome(request_id, payload, is_error, log, report, self.pid)
         for line in self.platform.end(request_id) + self.platform.report(report):
             self._emit_own(request_id, line)
         self.release()
         log = self._active.pop(request_id)
         if self.state is State.DEAD:
-            await self.stop(grace_s=0)
+            await self.stop(grace_s=0, reason=FAILURE)
         else:
             self.state = State.IDLE
         return Outcome(request_id, payload, is_error, log, report, self.pid)
+
+    async def _finish_with_extensions(
+        self, report: Report, marks: Marks, started: float, timeout_s: float
+    ) -> None:
+        """Wait, within the timeout, for the extensions; then END and REPORT."""
+        request_id = report.request_id
+        remaining = started + timeout_s - time.perf_counter()
+        is_back = await self._extensions.wait_back(marks, remaining)
+        is_stopped = self.state is State.DEAD  # the service stopped it meanwhile
+        status, error_type, reason = report.status, report.error_type, TIMEOUT
+        if not is_back and not is_stopped:
+            self.state = State.DEAD
+            if self._extensions.failure is not None:
+                status, error_type = "error", self._extensions.failure.error_type
+                reason = FAILURE
+                self._emit_own(
+                    request_id, self._extensions.failed_invoke(request_id)[1]
+                )
+            else:
+                status = "timeout"
+                self._emit_own(request_id, timeout_line(request_id, timeout_s))
+        self._drain_output()
+        report = replace(
+            report,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            status=status,
+            error_type=error_type,
+        )
+        for line in self.platform.end(request_id) + self.platform.report(report):
+            self._emit_own(request_id, line)
+        self.release()
+        self._active.pop(request_id)
+        if self.state is State.DEAD and not is_stopped:
+            await self.stop(grace_s=0, reason=reason)
 
     async def _conclude(
         self, pending: PendingInvocation, timeout_s: float
@@ -495,6 +573,13 @@ class ExecutionEnvironment:
                 request_id, f"RequestId: {request_id} Error: {message}\n{EXIT_ERROR}"
             )
             self.state = State.DEAD
+        elif self._extensions.failure is not None:
+            payload, line = self._extensions.failed_invoke(request_id)
+            is_error, status = True, "error"
+            error_type = self._extensions.failure.error_type
+            self._api.abandon(request_id)
+            self._emit_own(request_id, line)
+            self.state = State.DEAD
         else:
             self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
             message = f"Task timed out after {timeout_s:.2f} seconds"
@@ -503,15 +588,22 @@ class ExecutionEnvironment:
             )
             is_error, status, error_type = True, "timeout", None
             self._api.abandon(request_id)
-            await self.stop(grace_s=0)
+            await self.stop(grace_s=0, reason=TIMEOUT)
             self._emit_own(request_id, timeout_line(request_id, timeout_s))
         return payload, is_error, status, error_type
 
     # -- shutdown --------------------------------------------------------------
 
-    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        """End the environment: SIGTERM, a grace period, then SIGKILL to its group."""
+    async def stop(
+        self, grace_s: float = SHUTDOWN_GRACE_S, reason: str = SPINDOWN
+    ) -> None:
+        """End the environment: SIGTERM, a grace period, then SIGKILL to its group.
+
+        With extensions this is Lambda's shutdown phase, and ``reason`` what the
+        SHUTDOWN event tells them: ``spindown``, ``timeout`` or ``failure``.
+        """
         self.state = State.DEAD
+        grace_s = self._extensions.begin_shutdown(grace_s)
         process = self._process
         if process is not None and process.returncode is None:
             if grace_s > 0:
@@ -526,6 +618,7 @@ class ExecutionEnvironment:
         elif process is not None:
             # The leader is gone; anything it left in its group goes with it.
             _signal_group(process.pid, signal.SIGKILL)
+        await self._extensions.shutdown(reason)
         if self._memory is not None:
             self._memory.close()
         if self._server is not None:
@@ -535,6 +628,11 @@ class ExecutionEnvironment:
             self._api.close()
         self._drain_output()
         self._close_output()
+
+
+def _extension_init_failure(failure: ExtensionFailure) -> InitFailure:
+    payload = platform_error(failure.error_type, failure.message)
+    return InitFailure(failure.error_type, payload, "error")
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -4,6 +4,7 @@
 
     LaminaError
     ├── TemplateError        a template lamina cannot run (file, resource, field)
+    ├── ListenError          the Invoke API cannot listen on the address it was given
     └── ServiceError         an Invoke API error, in Lambda's rest-json terms
         ├── ResourceNotFound         404 ResourceNotFoundException
         ├── InvalidRequestContent    400 InvalidRequestContentException
@@ -37,6 +38,19 @@ class TemplateError(LaminaError):
         self.path = path
         self.resource = resource
         self.field = field
+
+
+class ListenError(LaminaError):
+    """The Invoke API cannot listen on ``host:port``.
+
+    ``setting`` names what to change, ``"host"`` or ``"port"``, when that is clear.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, setting: str = "") -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.setting = setting
 
 
 class ServiceError(LaminaError):

@@ -86,6 +86,8 @@ class FunctionConfig:
     # Bundled sample events to try the function with (Metadata.Lamina.SampleEvents).
     sample_events: tuple[str, ...] = ()
     log_settings: LogSettings = LogSettings()
+    # The resource's name in the template, when FunctionName gives it another.
+    logical_id: str = ""
 
     @functools.cached_property
     def arn(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,41 +144,73 @@ def request_event(
     return event
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Framing is lamina's to decide: a function cannot set these for the connection.
+_FRAMING = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
 def _header_list(headers: Any, cookies: Any) -> list[tuple[str, str]] | None:
+    """The function's headers as HTTP allows them; ``None`` when they cannot be sent."""
     if headers is None:
         headers = {}
     if not isinstance(headers, dict):
         return None
-    out = [(str(name), _header_value(value)) for name, value in headers.items()]
+    out = []
+    for name, value in headers.items():
+        text = _header_value(value)
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or text is None:
+            return None
+        if name.lower() not in _FRAMING:
+            out.append((name, text))
     if cookies is not None:
         if not isinstance(cookies, list):
             return None
         # One Set-Cookie each: joining cookies with commas would break their attributes.
-        out += [("Set-Cookie", str(cookie)) for cookie in cookies]
+        for cookie in cookies:
+            text = _header_value(cookie)
+            if text is None:
+                return None
+            out.append(("Set-Cookie", text))
     if not any(name.lower() == "content-type" for name, _ in out):
         out.append(("Content-Type", "application/json"))
     return out
 
 
-def _header_value(value: Any) -> str:
+def _header_value(value: Any) -> str | None:
+    """A scalar as a header value; ``None`` for what no header can carry."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if not isinstance(value, str | int | float):
+        return None
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        return None
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def _status(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    return None
 
 
 def response_from_payload(payload: bytes) -> HttpAnswer:
     """How a function URL answers a buffered function's payload."""
     try:
         result = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return BAD_GATEWAY
     if not (isinstance(result, dict) and "statusCode" in result):
         # Not a structured answer: Lambda infers 200 and a JSON body.
         return HttpAnswer(200, [("Content-Type", "application/json")], payload)
 
-    status = result.get("statusCode")
+    status = _status(result.get("statusCode"))
     headers = _header_list(result.get("headers"), result.get("cookies"))
-    if not isinstance(status, int) or isinstance(status, bool) or headers is None:
+    if status is None or headers is None:
         return BAD_GATEWAY
     body = result.get("body")
     if body is None:
@@ -205,12 +238,12 @@ def split_prelude(buffer: bytes) -> tuple[HttpAnswer, bytes] | None:
     rest = buffer[end + len(PRELUDE_END) :]
     try:
         prelude = json.loads(buffer[:end] or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return BAD_GATEWAY, b""
     if not isinstance(prelude, dict):
         return BAD_GATEWAY, b""
-    status = prelude.get("statusCode", 200)
+    status = _status(prelude.get("statusCode", 200))
     headers = _header_list(prelude.get("headers"), prelude.get("cookies"))
-    if not isinstance(status, int) or headers is None:
+    if status is None or headers is None:
         return BAD_GATEWAY, b""
     return HttpAnswer(status, headers), rest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import time
@@ -60,6 +61,13 @@ class InvokeAPI:
         except ServiceError as error:
             logger.info("%s %s → %s", request.method, request.path, error.error_type)
             return error_response(error, str(uuid.uuid4()))
+        except Exception:
+            # A fault of lamina's own: the caller gets Lambda's 500, the log the cause.
+            logger.error("%s %s failed", request.method, request.path, exc_info=True)
+            return error_response(
+                ServiceError("An internal error occurred in the local Lambda service."),
+                str(uuid.uuid4()),
+            )
 
     async def _route(self, request: Request) -> Response:
         path = request.path
@@ -165,6 +173,11 @@ class InvokeAPI:
         if invocation_type == "DryRun":
             self.service.dry_run(invoke)
             return Response(204, b"", [("x-amzn-RequestId", str(uuid.uuid4()))])
+        if invocation_type == "Event":
+            raise InvalidParameterValue(
+                "InvokeWithResponseStream does not take InvocationType Event"
+            )
+        invoke = dataclasses.replace(invoke, request_id=str(uuid.uuid4()))
         self.service.accept(invoke)
         stream = ResponseStream(live=True)
         task = asyncio.get_running_loop().create_task(
@@ -187,7 +200,7 @@ class InvokeAPI:
 
         headers = [
             ("Content-Type", "application/vnd.amazon.eventstream"),
-            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("x-amzn-RequestId", invoke.request_id or ""),
             ("X-Amz-Executed-Version", LATEST),
         ]
         return Response(200, b"", headers, stream=messages())
@@ -238,7 +251,15 @@ class InvokeAPI:
         if first is None:
             outcome = await task
             prelude = stream.content_type == function_url.HTTP_INTEGRATION
+            if stream.is_streaming and not prelude and not outcome.is_error:
+                # An empty stream is an empty answer.
+                return Response(200, b"", [("Content-Type", stream.content_type)])
             return _http(_buffered_answer(outcome.payload, outcome.is_error, prelude))
+        if first is function_url.BAD_GATEWAY:  # a prelude HTTP cannot carry
+            async for _ in chunks:
+                pass
+            await task
+            return _http(first)
 
         async def body() -> AsyncIterator[bytes]:
             if rest:

@@ -16,10 +16,12 @@ from lamina.emulator.streams import STREAM_LIMIT, StreamError
 
 if TYPE_CHECKING:
     from lamina.emulator.environment import PendingInvocation
+    from lamina.emulator.extensions_api import ExtensionsAPI
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "/2018-06-01/runtime/"
+EXTENSION_PREFIX = "/2020-01-01/extension/"  # served alongside, on the same address
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # what Lambda lets a runtime post
 RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
@@ -84,6 +86,7 @@ class RuntimeAPIHandler:
         # while so that a second answer for one gets 403 rather than 400.
         self._handed: OrderedDict[str, PendingInvocation] = OrderedDict()
         self._abandoned: set[str] = set()
+        self.extensions: ExtensionsAPI | None = None
 
     def dispatch(self, pending: PendingInvocation) -> None:
         self._queue.put_nowait(pending)
@@ -99,6 +102,8 @@ class RuntimeAPIHandler:
 
     async def handle(self, request: Request) -> Response:
         path = request.path
+        if path.startswith(EXTENSION_PREFIX) and self.extensions is not None:
+            return await self.extensions.handle(request)
         if not path.startswith(PREFIX):
             return _answer(404, "InvalidRequest", f"No such route: {path}")
         route = path[len(PREFIX) :]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 from lamina.emulator import http
+from lamina.emulator.errors import ListenError
 from lamina.emulator.invoke_api import InvokeAPI
 from lamina.emulator.service import LambdaService
 
@@ -22,12 +25,16 @@ async def serve(
     on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
     """Serve until a stop signal; then stop every execution environment."""
+    try:
+        server = await http.serve(InvokeAPI(service).handle, host, port)
+    except OSError as exc:
+        await service.close()
+        raise _cannot_listen(host, port, exc) from exc
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    server = await http.serve(InvokeAPI(service).handle, host, port)
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     try:
         if on_ready is not None:
@@ -38,3 +45,15 @@ async def serve(
         await service.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> ListenError:
+    if isinstance(exc, socket.gaierror):
+        return ListenError(host, port, "cannot resolve this host", "host")
+    if exc.errno == errno.EADDRINUSE:
+        return ListenError(host, port, "address already in use", "port")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ListenError(host, port, "not an address of this machine", "host")
+    if exc.errno == errno.EACCES:
+        return ListenError(host, port, "permission denied", "port")
+    return ListenError(host, port, (exc.strerror or str(exc)).lower())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from lamina.emulator.environment import (
 from lamina.emulator.errors import (
     InvalidRequestContent,
     RequestTooLarge,
+    ServiceError,
     TooManyRequests,
 )
 from lamina.emulator.function import (
@@ -40,6 +42,8 @@ from lamina.emulator.logs import (
     Report,
     StreamSink,
 )
+from lamina.emulator.runtime_api import MAX_RESPONSE_BYTES as MAX_RESPONSE
+from lamina.emulator.runtime_api import RESPONSE_TOO_LARGE
 from lamina.emulator.streams import ResponseStream, StreamError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ class InvokeRequest:
     payload: bytes = b""
     client_context: str | None = None  # base64 JSON, as the Invoke API takes it
     tenant_id: str | None = None
+    # The id the caller was given (x-amzn-RequestId), when it was given one first.
+    request_id: str | None = None
 
 
 def trace_id() -> str:
@@ -74,7 +80,7 @@ def validate_payload(payload: bytes, limit: int, operation: str) -> bytes:
         return b"{}"
     try:
         json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidRequestContent(
             f"Could not parse request body into json: Could not parse payload into json: "
             f"{exc}"
@@ -111,20 +117,18 @@ class FunctionPool:
         self.busy = 0
         self.spec: LaunchSpec | None = None
 
-    @property
-    def limit(self) -> int:
-        reserved = self.config.reserved_concurrency
-        return self.service.concurrency_limit if reserved is None else reserved
-
     def check_capacity(self) -> None:
-        if self.busy >= self.limit:
-            reserved = self.config.reserved_concurrency is not None
+        if self.service.closing:
+            raise ServiceError("The Lambda service is stopping; no new invokes start.")
+        reserved = self.config.reserved_concurrency
+        if reserved is not None and self.busy >= reserved:
             raise TooManyRequests(
-                "Rate Exceeded.",
-                "ReservedFunctionConcurrentInvocationLimitExceeded"
-                if reserved
-                else "ConcurrentInvocationLimitExceeded",
+                "Rate Exceeded.", "ReservedFunctionConcurrentInvocationLimitExceeded"
             )
+        # The account's limit counts the invokes of every function together.
+        in_flight = sum(pool.busy for pool in self.service.pools.values())
+        if in_flight >= self.service.concurrency_limit:
+            raise TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
 
     def take_warm(self) -> ExecutionEnvironment | None:
         """An environment with room for one more invoke, the most recent first.
@@ -148,6 +152,10 @@ class FunctionPool:
         failure = await env.start()
         if failure is None:
             return env, [], None
+        if self.service.closing:  # stopped under it: no second try
+            env.release()
+            stream.close(StreamError(failure.error_type, failure.payload))
+            return self._failed_init(request_id, env, failure, [])
         # Lambda retries a failed init once, inside the invoke and under the
         # function's timeout (the "suppressed init").
         env.log_init_report(failure, "init")
@@ -180,7 +188,7 @@ class FunctionPool:
         self, request: InvokeRequest, payload: bytes, stream: ResponseStream
     ) -> Outcome:
         config = self.config
-        request_id = str(uuid.uuid4())
+        request_id = request.request_id or str(uuid.uuid4())
         env = self.take_warm()
         if env is not None and await env.wait_started() is not None:
             env.release()  # it failed to start: start one of our own
@@ -294,6 +302,7 @@ class LambdaService:
         }
         self.environments: set[ExecutionEnvironment] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self.closing = False
         self._deps: dict[str, Path | None] = {}
 
     # -- set-up ----------------------------------------------------------------
@@ -381,7 +390,19 @@ class LambdaService:
     ) -> Outcome:
         """A synchronous (RequestResponse) invoke; ``stream`` gets the chunks live."""
         pool, payload = self.accept(request)
-        return await pool.invoke(request, payload, stream)
+        outcome = await pool.invoke(request, payload, stream)
+        if (stream is None or not stream.live) and len(outcome.payload) > MAX_RESPONSE:
+            # A streamed response, joined for a caller that waits for all of it,
+            # is held to the buffered limit.
+            message = (
+                f"Response payload size ({len(outcome.payload)} bytes) exceeded maximum "
+                f"allowed payload size ({MAX_RESPONSE} bytes)."
+            )
+            error = {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
+            outcome = dataclasses.replace(
+                outcome, payload=json.dumps(error).encode(), is_error=True
+            )
+        return outcome
 
     def accept(self, request: InvokeRequest) -> tuple[FunctionPool, bytes]:
         """Everything that can refuse an invoke before it starts, checked at once."""
@@ -400,6 +421,7 @@ class LambdaService:
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, ASYNC_PAYLOAD_LIMIT, "InvokeAsync")
         request_id = str(uuid.uuid4())
+        request = dataclasses.replace(request, request_id=request_id)
         task = asyncio.get_running_loop().create_task(
             self._run_event(pool, request, payload)
         )
@@ -435,6 +457,8 @@ class LambdaService:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def close(self) -> None:
+        """Stop every environment; invokes in flight end, none start from now on."""
+        self.closing = True
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -442,6 +466,13 @@ class LambdaService:
             *(env.stop() for env in list(self.environments)), return_exceptions=True
         )
         self.environments.clear()
+        # Give the invokes that were in flight a moment to be answered.
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while self.in_flight() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def in_flight(self) -> int:
+        return sum(pool.busy for pool in self.pools.values())
 
 
 def find_bootstrap(config: FunctionConfig) -> str:

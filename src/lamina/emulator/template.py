@@ -8,8 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lamina import events
+from lamina.emulator.constraints import (
+    Refused,
+    check_function_name,
+    check_python_runtime,
+    environment_variables,
+)
+from lamina.emulator.document import read_document
 from lamina.emulator.errors import TemplateError
 from lamina.emulator.function import (
     ACCOUNT_ID,
@@ -73,32 +79,16 @@ class _Bounded:
     low: int
     high: int
     unit: str
+    parent: str = ""  # the property it sits in, as in EphemeralStorage.Size
 
 
 _MEMORY = _Bounded("MemorySize", 128, *MEMORY_RANGE, "MB")
 _TIMEOUT = _Bounded("Timeout", 3, *TIMEOUT_RANGE, "seconds")
-_STORAGE = _Bounded("Size", 512, 512, 10240, "MB")
+_STORAGE = _Bounded("Size", 512, 512, 10240, "MB", parent="EphemeralStorage")
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form intrinsics (``!Ref``, ``!Sub``, ...)."""
-
-
-def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_Loader.add_multi_constructor("!", _intrinsic)
+class _BadValue(Exception):
+    """A property's value that cannot be read; the caller names the property."""
 
 
 @dataclass
@@ -125,49 +115,68 @@ def find_template(explicit: str | None, cwd: Path | None = None) -> Path:
 
 def load_template(path: Path) -> Template:
     """Parse ``path`` into function configurations; warn once per unsupported thing."""
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise TemplateError(str(path), f"not valid YAML{where}: {exc}") from exc
-    except OSError as exc:
-        raise TemplateError(str(path), f"cannot read: {exc.strerror}") from exc
+    document = read_document(path)
     if not isinstance(document, dict):
         raise TemplateError(str(path), "not a template: expected a mapping at the top")
     resources = document.get("Resources")
     if not isinstance(resources, dict) or not resources:
         raise TemplateError(str(path), "no Resources", field="Resources")
+    for section in ("Parameters", "Globals"):
+        if not isinstance(document.get(section) or {}, dict):
+            raise TemplateError(str(path), "expected a mapping", field=section)
 
     reader = _Reader(path, document)
     template = Template(path=path)
     for logical_id, resource in resources.items():
-        if not isinstance(resource, dict):
-            raise TemplateError(str(path), "expected a mapping", logical_id)
-        kind = resource.get("Type")
-        if kind in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
-            config = reader.function(logical_id, resource)
-            if config is not None:
-                if config.name in template.functions:
-                    raise TemplateError(
-                        str(path),
-                        f"function name {config.name!r} is already used by another "
-                        "resource",
-                        logical_id,
-                        "FunctionName",
-                    )
-                template.functions[config.name] = config
+        config = _read_resource(reader, str(logical_id), resource)
+        if config is None:
+            continue
+        if config.name in template.functions:
+            raise TemplateError(
+                str(path),
+                f"function name {config.name!r} is already used by another resource",
+                str(logical_id),
+                "FunctionName",
+            )
+        template.functions[config.name] = config
     # One line per unsupported property, however many functions use it.
     for name, users in sorted(reader.unsupported.items()):
         reader.warn(
             f"property {name} is not supported locally; ignored ({', '.join(users)})"
         )
     template.warnings = reader.warnings
+    if not template.functions and reader.skipped:
+        raise TemplateError(
+            str(path),
+            f"no function lamina can run: {', '.join(reader.skipped)}; lamina runs "
+            "python3.x and provided.* functions from local folders",
+        )
     if not template.functions:
         raise TemplateError(
             str(path), "no AWS::Serverless::Function or AWS::Lambda::Function resource"
         )
     return template
+
+
+def _read_resource(
+    reader: _Reader, logical_id: str, resource: Any
+) -> FunctionConfig | None:
+    """The function a resource declares; None for other resources and skipped ones."""
+    if not isinstance(resource, dict):
+        raise TemplateError(str(reader.path), "expected a mapping", logical_id)
+    if resource.get("Type") not in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
+        return None
+    try:
+        return reader.function(logical_id, resource)
+    except TemplateError:
+        raise
+    except Exception as exc:
+        # A shape none of the checks foresaw: still one line that names the resource.
+        raise TemplateError(
+            str(reader.path),
+            f"cannot read this resource ({type(exc).__name__}: {exc})",
+            logical_id,
+        ) from exc
 
 
 class _Reader:
@@ -178,10 +187,15 @@ class _Reader:
         self.warnings: list[str] = []
         self._warned: set[str] = set()
         self.unsupported: dict[str, list[str]] = {}
-        globals_ = document.get("Globals") or {}
-        self.globals: dict[str, Any] = (
-            globals_.get("Function") or {} if isinstance(globals_, dict) else {}
-        )
+        # The functions lamina cannot run, and why: "Api uses nodejs20.x".
+        self.skipped: list[str] = []
+        # The values being resolved now, to notice one that contains itself.
+        self._open: set[int] = set()
+        self.globals = (document.get("Globals") or {}).get("Function") or {}
+        if not isinstance(self.globals, dict):
+            raise TemplateError(str(path), "expected a mapping", "Globals", "Function")
+        environment = self.globals.get("Environment")
+        self._variables_of(environment, "Globals", "Function.Environment")
 
     def warn(self, message: str) -> None:
         if message not in self._warned:
@@ -195,17 +209,28 @@ class _Reader:
     # -- intrinsic functions, as far as one machine can answer them -------------
 
     def resolve(self, value: Any, logical_id: str) -> Any:
+        if not isinstance(value, list | dict):
+            return value
+        # An alias inside its own anchor (&a [*a]) makes a value that contains
+        # itself: CloudFormation refuses it, and walking it would never end.
+        if id(value) in self._open:
+            raise _BadValue("contains itself (a YAML alias inside its own anchor)")
+        self._open.add(id(value))
+        try:
+            return self._resolve(value, logical_id)
+        finally:
+            self._open.discard(id(value))
+
+    def _resolve(self, value: list[Any] | dict[Any, Any], logical_id: str) -> Any:
         if isinstance(value, list):
             return [self.resolve(item, logical_id) for item in value]
-        if not isinstance(value, dict):
-            return value
         if len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(str(arg), logical_id)
             if key == "Fn::Sub":
                 return self._sub(arg, logical_id)
-            if key.startswith("Fn::"):
+            if isinstance(key, str) and key.startswith("Fn::"):
                 self.warn(f"{logical_id}: {key} is not evaluated locally; left empty")
                 return ""
         return {k: self.resolve(v, logical_id) for k, v in value.items()}
@@ -230,7 +255,14 @@ class _Reader:
         return ""
 
     def _sub(self, arg: Any, logical_id: str) -> str:
-        text, names = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+        text, names = arg, {}
+        if isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], dict):
+            text, names = arg
+        if isinstance(text, list | dict):
+            raise _BadValue(
+                "Fn::Sub takes a string, or a list of a string and a mapping of "
+                "variables"
+            )
 
         def substitute(match: re.Match[str]) -> str:
             key = match.group(1)
@@ -247,33 +279,41 @@ class _Reader:
     def function(
         self, logical_id: str, resource: dict[str, Any]
     ) -> FunctionConfig | None:
-        props = dict(resource.get("Properties") or {})
+        props = resource.get("Properties") or {}
+        if not isinstance(props, dict):
+            raise self.fail(logical_id, "Properties", "expected a mapping")
         if resource["Type"] == SERVERLESS_FUNCTION:
-            props = _merge_globals(self.globals, props)
-        props = {k: self.resolve(v, logical_id) for k, v in props.items()}
+            props = self._with_globals(logical_id, props)
+        props = {
+            str(k): self._resolve_property(logical_id, str(k), v)
+            for k, v in props.items()
+        }
 
         for name in sorted(set(props) - _SUPPORTED - _NO_LOCAL_EFFECT):
             self.unsupported.setdefault(name, []).append(logical_id)
 
-        runtime = str(props.get("Runtime") or "")
-        if props.get("PackageType") == "Image":
-            self.warn(
-                f"{logical_id}: container image functions are not supported; skipped"
-            )
+        runtime = self._runtime(logical_id, props)
+        if runtime is None:
             return None
-        if not _RUNTIME.match(runtime):
-            self.warn(
-                f"{logical_id}: runtime {runtime or '(none)'} is not supported "
-                "(python3.x and provided.* are); skipped"
-            )
-            return None
+        name = str(props.get("FunctionName") or logical_id)
+        if props.get("FunctionName"):
+            try:
+                check_function_name(name)
+            except Refused as exc:
+                raise self.fail(logical_id, exc.field, exc.message) from None
 
         memory = self._int(logical_id, props, _MEMORY)
         timeout = self._int(logical_id, props, _TIMEOUT)
         storage = props.get("EphemeralStorage")
-        storage_mb = self._int(
-            logical_id, storage if isinstance(storage, dict) else {}, _STORAGE
-        )
+        if storage is None:
+            storage = {_STORAGE.name: _STORAGE.default}
+        if not isinstance(storage, dict) or _STORAGE.name not in storage:
+            raise self.fail(
+                logical_id,
+                "EphemeralStorage",
+                "expected a mapping with Size, such as {Size: 1024}",
+            )
+        storage_mb = self._int(logical_id, storage, _STORAGE)
         reserved = props.get("ReservedConcurrentExecutions")
         if isinstance(reserved, str) and reserved.isascii() and reserved.isdigit():
             reserved = int(reserved)
@@ -287,7 +327,7 @@ class _Reader:
             )
 
         return FunctionConfig(
-            name=str(props.get("FunctionName") or logical_id),
+            name=name,
             runtime=runtime,
             code_dir=self._code_dir(logical_id, resource["Type"], props),
             handler=str(props.get("Handler") or ""),
@@ -298,23 +338,54 @@ class _Reader:
             layers=self._layers(logical_id, props),
             reserved_concurrency=reserved,
             ephemeral_storage_mb=storage_mb,
-            sample_events=_sample_events(resource),
+            sample_events=self._sample_events(logical_id, resource),
             max_concurrency=self._max_concurrency(logical_id, resource),
             url_invoke_mode=self._url_mode(logical_id, props),
             log_settings=self._logging(logical_id, props),
+            logical_id=logical_id,
         )
+
+    def _resolve_property(self, logical_id: str, name: str, value: Any) -> Any:
+        try:
+            return self.resolve(value, logical_id)
+        except _BadValue as exc:
+            raise self.fail(logical_id, name, str(exc)) from None
+
+    def _runtime(self, logical_id: str, props: dict[str, Any]) -> str | None:
+        """The runtime, or None when lamina cannot run the function (skipped)."""
+        runtime = str(props.get("Runtime") or "")
+        if props.get("PackageType") == "Image":
+            self.warn(
+                f"{logical_id}: container image functions are not supported; skipped"
+            )
+            self.skipped.append(f"{logical_id} is a container image")
+            return None
+        if not _RUNTIME.match(runtime):
+            self.warn(
+                f"{logical_id}: runtime {runtime or '(none)'} is not supported "
+                "(python3.x and provided.* are); skipped"
+            )
+            self.skipped.append(f"{logical_id} uses {runtime or 'no runtime'}")
+            return None
+        if runtime.startswith("python"):
+            try:
+                check_python_runtime(runtime)
+            except Refused as exc:
+                raise self.fail(logical_id, exc.field, exc.message) from None
+        return runtime
 
     def _int(self, logical_id: str, props: dict[str, Any], spec: _Bounded) -> int:
         name, low, high, unit = spec.name, spec.low, spec.high, spec.unit
+        field_name = f"{spec.parent}.{name}" if spec.parent else name
         value = props.get(name, spec.default)
         if isinstance(value, str) and value.isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise self.fail(logical_id, name, f"{value!r} is not a whole number")
+            raise self.fail(logical_id, field_name, f"{value!r} is not a whole number")
         if not low <= value <= high:
             raise self.fail(
                 logical_id,
-                name,
+                field_name,
                 f"{value} is outside Lambda's range of {low}–{high} {unit}",
             )
         return value
@@ -354,6 +425,25 @@ class _Reader:
                 f"{value!r} is not a whole number from 1 to 1000",
             )
         return value
+
+    def _sample_events(
+        self, logical_id: str, resource: dict[str, Any]
+    ) -> tuple[str, ...]:
+        metadata = resource.get("Metadata") or {}
+        lamina = metadata.get("Lamina") if isinstance(metadata, dict) else None
+        names = lamina.get("SampleEvents") if isinstance(lamina, dict) else None
+        if names is None:
+            return ()
+        field_name = "Metadata.Lamina.SampleEvents"
+        if not isinstance(names, list):
+            raise self.fail(
+                logical_id, field_name, "expected a list of sample event names"
+            )
+        for name in names:
+            if str(name) not in events.names():
+                message = events.UnknownEventError(str(name)).args[0]
+                raise self.fail(logical_id, field_name, message)
+        return tuple(str(name) for name in names)
 
     def _url_mode(self, logical_id: str, props: dict[str, Any]) -> str | None:
         config = props.get("FunctionUrlConfig")
@@ -409,13 +499,45 @@ class _Reader:
         )
 
     def _environment(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
-        env = props.get("Environment") or {}
-        variables = env.get("Variables") if isinstance(env, dict) else None
+        env = props.get("Environment")
+        variables = self._variables_of(env, logical_id, "Environment")
+        try:
+            return environment_variables(variables)
+        except Refused as exc:
+            raise self.fail(logical_id, exc.field, exc.message) from None
+
+    def _variables_of(self, env: Any, resource: str, name: str) -> dict[Any, Any]:
+        """The ``Variables`` of an ``Environment`` property, once its shape is right."""
+        if env is None:
+            return {}
+        if not isinstance(env, dict):
+            raise TemplateError(
+                str(self.path), "expected a mapping with Variables", resource, name
+            )
+        variables = env.get("Variables")
         if variables is None:
             return {}
         if not isinstance(variables, dict):
-            raise self.fail(logical_id, "Environment.Variables", "expected a mapping")
-        return {str(k): _env_value(v) for k, v in variables.items()}
+            raise TemplateError(
+                str(self.path), "expected a mapping", resource, f"{name}.Variables"
+            )
+        return variables
+
+    def _with_globals(self, logical_id: str, props: dict[Any, Any]) -> dict[Any, Any]:
+        """A serverless function's properties, with ``Globals.Function`` under them."""
+        merged = dict(self.globals)
+        for key, value in props.items():
+            if key == "Environment" and key in merged:
+                shared = self._variables_of(
+                    merged[key], "Globals", "Function.Environment"
+                )
+                own = self._variables_of(value, logical_id, "Environment")
+                merged[key] = {"Variables": {**shared, **own}}
+            elif isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value  # lists add up, Globals' first
+            else:
+                merged[key] = value
+        return merged
 
     def _architecture(self, logical_id: str, props: dict[str, Any]) -> str:
         archs = props.get("Architectures") or ["x86_64"]
@@ -432,7 +554,10 @@ class _Reader:
     def _layers(self, logical_id: str, props: dict[str, Any]) -> tuple[Layer, ...]:
         layers = []
         resources = self.document.get("Resources") or {}
-        for ref in props.get("Layers") or []:
+        refs = props.get("Layers") or []
+        if not isinstance(refs, list):
+            raise self.fail(logical_id, "Layers", "expected a list of layers")
+        for ref in refs:
             resource = resources.get(ref) if isinstance(ref, str) else None
             if not isinstance(resource, dict) or resource.get("Type") not in (
                 SERVERLESS_LAYER,
@@ -441,35 +566,10 @@ class _Reader:
                 self.warn(f"{logical_id}: layer {ref} is not in this template; ignored")
                 continue
             layer_props = resource.get("Properties") or {}
+            if not isinstance(layer_props, dict):
+                raise self.fail(ref, "Properties", "expected a mapping")
             content = layer_props.get("ContentUri") or layer_props.get("Content")
             if not isinstance(content, str) or not (self.base / content).is_dir():
                 raise self.fail(ref, "ContentUri", "expected a local folder")
             layers.append(Layer(ref, (self.base / content).resolve()))
         return tuple(layers)
-
-
-def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(globals_)
-    for key, value in props.items():
-        if key == "Environment" and isinstance(merged.get(key), dict):
-            variables = dict(merged[key].get("Variables") or {})
-            variables.update((value or {}).get("Variables") or {})
-            merged[key] = {"Variables": variables}
-        elif isinstance(value, list) and isinstance(merged.get(key), list):
-            merged[key] = merged[key] + value  # lists add up, Globals' first
-        else:
-            merged[key] = value
-    return merged
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _sample_events(resource: dict[str, Any]) -> tuple[str, ...]:
-    metadata = resource.get("Metadata") or {}
-    lamina = metadata.get("Lamina") if isinstance(metadata, dict) else None
-    names = lamina.get("SampleEvents") if isinstance(lamina, dict) else None
-    return tuple(str(name) for name in names) if isinstance(names, list) else ()

@@ -7,5 +7,6 @@ standard library and nothing else from lamina, so it can ship on its own.
 
 from lamina.runtime.context import LambdaContext
 from lamina.runtime.loop import run
+from lamina.runtime.shutdown import on_shutdown
 
-__all__ = ["LambdaContext", "run"]
+__all__ = ["LambdaContext", "on_shutdown", "run"]

@@ -48,7 +48,7 @@ except (ImportError, AttributeError, TypeError):  # another interpreter's _json
 
 def loads(data: bytes | str) -> Any:
     """Parse a JSON document; raise ``ValueError`` (``json``'s own) when it is not."""
-    text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     if _scan is not None:
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:

@@ -40,25 +40,50 @@ if TYPE_CHECKING:
 _TRACE_ENV = "_X_AMZN_TRACE_ID"
 
 
-def _encode_default(value: Any) -> Any:
-    # Decimal is what DynamoDB hands back; only look for it when it is loaded.
-    decimal = sys.modules.get("decimal")
-    if decimal is not None and isinstance(value, decimal.Decimal):
-        # As AWS's runtime does: NaN and infinities as JSON's non-standard literals.
-        if not value.is_finite():
-            return float("nan") if value.is_nan() else float(value)
-        return float(value) if value != value.to_integral_value() else int(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+class _Decimals:
+    """Encodes ``Decimal`` as AWS's runtime does: its exact digits, as a JSON number.
+
+    The C encoder cannot write raw text, so each Decimal goes out as a marker
+    string that is swapped for its digits afterwards. The marker holds a NUL
+    (which JSON escapes) and a per-process nonce: no real string looks like it.
+    """
+
+    nonce = ""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def default(self, value: Any) -> Any:
+        # Decimal is what DynamoDB hands back; only look for it when it is loaded.
+        decimal = sys.modules.get("decimal")
+        if decimal is None or not isinstance(value, decimal.Decimal):
+            name = type(value).__name__
+            raise TypeError(f"Object of type {name} is not JSON serializable")
+        if value.is_nan():
+            return float("nan")
+        if not _Decimals.nonce:
+            _Decimals.nonce = os.urandom(6).hex()
+        self.found.append(str(value))
+        return f"\0{_Decimals.nonce}:{len(self.found) - 1}\0"
+
+    def restore(self, text: str) -> str:
+        for index, digits in enumerate(self.found):
+            marker = f'"\\u0000{_Decimals.nonce}:{index}\\u0000"'
+            text = text.replace(marker, digits, 1)
+        return text
 
 
 def marshal(result: Any) -> tuple[bytes, str]:
     """The handler's return value as response bytes and their content type."""
-    if isinstance(result, bytes | bytearray):
+    if isinstance(result, (bytes, bytearray)):
         return bytes(result), "application/unknown"
+    decimals = _Decimals()
     try:
-        text = jsonfast.dumps(result, _encode_default)
+        text = jsonfast.dumps(result, decimals.default)
     except (TypeError, ValueError, RecursionError) as exc:
         raise Fault(MARSHAL_ERROR, f"Unable to marshal response: {exc}") from exc
+    if decimals.found:
+        text = decimals.restore(text)
     return text.encode("utf-8", "surrogatepass"), "application/json"
 
 
@@ -223,7 +248,9 @@ class _Stream:
         self.post.send(chunk)
 
     def send_item(self, item: Any) -> None:
-        if self.post is None and isinstance(item, HttpPrelude):
+        if isinstance(item, HttpPrelude):
+            if self.post is not None:
+                raise TypeError("http_response(...) must be the first item of a stream")
             self.send(item.encode(), HTTP_INTEGRATION)
         else:
             self.send(to_bytes(item), DEFAULT_CONTENT_TYPE)

@@ -65,7 +65,7 @@ def http_response(
 
 
 def to_bytes(item: Any) -> bytes:
-    if isinstance(item, bytes | bytearray | memoryview):
+    if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
     if isinstance(item, str):
         return item.encode("utf-8")
