@@ -64,6 +64,7 @@ async def _run(service: LambdaService) -> list[Row]:
                 outcome = await service.invoke(
                     InvokeRequest(FunctionRef(name, "$LATEST"), payload)
                 )
+                service.sink.flush()  # the invoke's log before its payload
                 label = "error" if outcome.is_error else "payload"
                 print(_style(f"{label}:", _RED if outcome.is_error else _GREEN))
                 print(_pretty(outcome.payload), flush=True)

@@ -7,6 +7,7 @@ is JSON, a JSON one (``start_record``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -183,29 +184,59 @@ class LogSink(Protocol):
         self, function: str, line: str, request_id: str | None = None
     ) -> None: ...
 
+    def flush(self) -> None:
+        """Write out whatever is still held back."""
+
 
 class StreamSink:
-    """Writes every line to a stream, prefixed with the function's name when asked."""
+    """Writes every line to a stream, prefixed with the function's name when asked.
+
+    Lines written while the event loop runs are gathered and written together at
+    the end of the loop's turn: one system call for an invoke's END and REPORT
+    instead of one per line, in the same order.
+    """
 
     def __init__(self, stream: TextIO | None = None, *, prefix: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.prefix = prefix
         self._lock = threading.Lock()
+        self._pending: list[str] = []
 
     def write(self, function: str, line: str, request_id: str | None = None) -> None:
-        text = f"[{function}] {line}\n" if self.prefix else line + "\n"
+        if self.prefix:
+            # Every line of a multi-line record carries the name, so that a
+            # person reading several functions' output can tell them apart.
+            text = "".join(f"[{function}] {part}\n" for part in line.split("\n"))
+        else:
+            text = line + "\n"
         with self._lock:
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except UnicodeEncodeError:
-                self.stream.write(text.encode("ascii", "backslashreplace").decode())
-            except (OSError, ValueError):
-                pass
+            self._pending.append(text)
+            if len(self._pending) > 1:
+                return  # a flush is already on its way
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no event loop in this thread: write now
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            text, self._pending = "".join(self._pending), []
+        if not text:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except UnicodeEncodeError:
+            self.stream.write(text.encode("ascii", "backslashreplace").decode())
+        except (OSError, ValueError):
+            pass
 
 
 class NullSink:
     def write(self, function: str, line: str, request_id: str | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
 
@@ -236,6 +267,9 @@ class JsonLinesSink:
             except (OSError, ValueError):
                 pass
 
+    def flush(self) -> None:
+        pass  # line-buffered: nothing is held back
+
     def close(self) -> None:
         with self._lock:
             self._file.close()
@@ -250,3 +284,7 @@ class TeeSink:
     def write(self, function: str, line: str, request_id: str | None = None) -> None:
         for sink in self.sinks:
             sink.write(function, line, request_id)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()

@@ -8,10 +8,10 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import secrets
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +66,17 @@ class InvokeRequest:
 
 
 def trace_id() -> str:
-    root = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
-    return f"Root={root};Parent={secrets.token_hex(8)};Sampled=0"
+    # Trace and request ids need to be unique, not secret: no system call each.
+    root = f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
+    return f"Root={root};Parent={random.getrandbits(64):016x};Sampled=0"
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, as Lambda's request ids are."""
+    bits = random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def validate_payload(payload: bytes, limit: int, operation: str) -> bytes:
@@ -188,7 +197,7 @@ class FunctionPool:
         self, request: InvokeRequest, payload: bytes, stream: ResponseStream
     ) -> Outcome:
         config = self.config
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = request.request_id or new_request_id()
         env = self.take_warm()
         if env is not None and await env.wait_started() is not None:
             env.release()  # it failed to start: start one of our own
@@ -420,7 +429,7 @@ class LambdaService:
         """An Event invoke: accepted now, run in the background."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, ASYNC_PAYLOAD_LIMIT, "InvokeAsync")
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         request = dataclasses.replace(request, request_id=request_id)
         task = asyncio.get_running_loop().create_task(
             self._run_event(pool, request, payload)
@@ -470,6 +479,7 @@ class LambdaService:
         deadline = asyncio.get_running_loop().time() + 1.0
         while self.in_flight() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        self.sink.flush()
 
     def in_flight(self) -> int:
         return sum(pool.busy for pool in self.pools.values())
