@@ -204,3 +204,33 @@ def test_async_handler(pairing: tuple[str, Invoke]) -> None:
         pytest.skip("AWS's Python runtime client does not await async handlers")
     result = invoke("asynchronous", {"x": 1})
     assert result.payload == {"async": True, "event": {"x": 1}}
+
+
+def test_streamed_response_under_aws_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # AWS's emulator takes a streamed response (chunked, streaming mode) and answers
+    # its caller with the joined bytes: the runtime client's side of streaming, checked
+    # against AWS's own Runtime API.
+    if not rie_available():
+        pytest.fail("AWS's emulator is missing: run `make test` (scripts/fetch_rie.py)")
+    code = code_dir(tmp_path_factory.mktemp("rie-stream"))
+    rie = start_rie(
+        "streams.paced",
+        code,
+        [sys.executable, "-m", "lamina.runtime"],
+        {"PYTHONPATH": str(ROOT / "src")},
+    )
+    try:
+        request = urllib.request.Request(
+            rie.url + "/2015-03-31/functions/function/invocations",
+            data=b'{"pause": 0}',
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read()
+    finally:
+        stop_process(rie.process)
+    prelude, _, rest = body.partition(b"\0" * 8)
+    assert json.loads(prelude)["statusCode"] == 201
+    assert rest == b"one two three"
