@@ -185,6 +185,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         stop_process(served.process)
 
 
+def function_yaml(name: str, handler: str, **props: object) -> str:
+    """One python3.11 function of a template, its code in ``code/``; more properties
+    as keyword arguments (``Timeout=2``, ``FunctionUrlConfig="{AuthType: NONE}"``)."""
+    props = {"Runtime": "python3.11", "Handler": handler, "CodeUri": "code", **props}
+    lines = "".join(f"\n      {key}: {value}" for key, value in props.items())
+    return f"\n  {name}:\n    Type: AWS::Serverless::Function\n    Properties:{lines}"
+
+
 def code_dir(tmp_path: Path, bootstrap: str | None = None) -> Path:
     """A copy of the test functions' code, with a ``bootstrap`` when asked."""
     target = tmp_path / "code"

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import (
     Served,
     code_dir,
+    function_yaml,
     pid_alive,
     start_serve,
     stop_process,
@@ -23,19 +24,12 @@ from tests.conftest import (
 )
 
 
-def _function(name: str, handler: str, extra: str = "") -> str:
-    return f"""
-  {name}:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.11
-      Handler: {handler}
-      CodeUri: code
-      Timeout: 10{extra}"""
+def _function(name: str, handler: str, **props: object) -> str:
+    return function_yaml(name, handler, Timeout=10, **props)
 
 
-URL = "\n      FunctionUrlConfig: {AuthType: NONE}"
-STREAM_URL = "\n      FunctionUrlConfig: {AuthType: NONE, InvokeMode: RESPONSE_STREAM}"
+URL = {"FunctionUrlConfig": "{AuthType: NONE}"}
+STREAM_URL = {"FunctionUrlConfig": "{AuthType: NONE, InvokeMode: RESPONSE_STREAM}"}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +39,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     template = folder / "template.yaml"
     template.write_text(
         "Resources:"
-        + _function("answer", "edges.answer", URL)
-        + _function("nested", "edges.nested", URL)
+        + _function("answer", "edges.answer", **URL)
+        + _function("nested", "edges.nested", **URL)
         + _function("unfinished", "edges.unfinished_line")
         + _function("longline", "edges.long_line")
         + _function("bigstream", "edges.big_stream")
-        + _function("emptystream", "edges.empty_stream", STREAM_URL)
-        + _function("lateprelude", "edges.late_prelude", STREAM_URL)
+        + _function("emptystream", "edges.empty_stream", **STREAM_URL)
+        + _function("lateprelude", "edges.late_prelude", **STREAM_URL)
         + _function("echo", "behave.echo")
         + _function("touch", "behave.touch")
         + _function("paced", "streams.paced")

@@ -13,18 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Served, code_dir, pid_alive, wait_for
-
-
-def _function(name: str, handler: str, **props: object) -> str:
-    extra = "".join(f"\n      {key}: {value}" for key, value in props.items())
-    return f"""
-  {name}:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.11
-      Handler: {handler}
-      CodeUri: code{extra}"""
+from tests.conftest import Served, code_dir, function_yaml, pid_alive, wait_for
 
 
 def _invoke(served: Served, name: str, payload: object = None, **extra: object) -> dict:
@@ -40,7 +29,7 @@ def test_the_function_sees_lambdas_environment_and_context(
 ) -> None:
     code = code_dir(tmp_path)
     served = serve(
-        "Resources:" + _function("details", "behave.details", MemorySize=256)
+        "Resources:" + function_yaml("details", "behave.details", MemorySize=256)
     )
     context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
 
@@ -66,7 +55,7 @@ def test_bad_client_context_is_refused(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     code_dir(tmp_path)
-    served = serve("Resources:" + _function("details", "behave.details"))
+    served = serve("Resources:" + function_yaml("details", "behave.details"))
     client = served.client()
     with pytest.raises(client.exceptions.InvalidRequestContentException):  # type: ignore[attr-defined]
         client.invoke(FunctionName="details", ClientContext="not base64 json!")  # type: ignore[attr-defined]
@@ -85,8 +74,8 @@ def test_a_function_sees_only_its_own_packages(
     (with_deps / "requirements.txt").write_text("# pinned\nsix==1.16.0\n")
     served = serve(
         "Resources:"
-        + _function("bare", "behave.imports")
-        + _function("deps", "behave.imports").replace(
+        + function_yaml("bare", "behave.imports")
+        + function_yaml("deps", "behave.imports").replace(
             "CodeUri: code", "CodeUri: with-deps"
         )
     )
@@ -111,7 +100,7 @@ def test_init_phase_is_bounded_at_ten_seconds(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     code_dir(tmp_path)
-    served = serve("Resources:" + _function("slow", "slowinit.handler", Timeout=2))
+    served = serve("Resources:" + function_yaml("slow", "slowinit.handler", Timeout=2))
 
     started = time.monotonic()
     answer = _invoke(served, "slow")
@@ -131,7 +120,7 @@ def test_killing_the_service_takes_its_environments_along(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     code_dir(tmp_path)
-    served = serve("Resources:" + _function("echo", "behave.echo"))
+    served = serve("Resources:" + function_yaml("echo", "behave.echo"))
     pid = _invoke(served, "echo")["Body"]["pid"]
     assert pid_alive(pid)
 
@@ -146,7 +135,7 @@ def test_a_burst_gets_one_environment_per_concurrent_invoke(
     from concurrent.futures import ThreadPoolExecutor
 
     code_dir(tmp_path)
-    served = serve("Resources:" + _function("sleepy", "behave.sleep", Timeout=10))
+    served = serve("Resources:" + function_yaml("sleepy", "behave.sleep", Timeout=10))
     started = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
         answers = list(

@@ -11,23 +11,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Served, code_dir, start_serve, stop_process
+from tests.conftest import Served, code_dir, function_yaml, start_serve, stop_process
 
 
 def _function(name: str, handler: str, mode: str | None = "RESPONSE_STREAM") -> str:
-    url = (
-        f"\n      FunctionUrlConfig: {{AuthType: NONE, InvokeMode: {mode}}}"
-        if mode
-        else ""
-    )
-    return f"""
-  {name}:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.11
-      Handler: {handler}
-      CodeUri: code
-      Timeout: 10{url}"""
+    if mode is None:
+        return function_yaml(name, handler, Timeout=10)
+    url = f"{{AuthType: NONE, InvokeMode: {mode}}}"
+    return function_yaml(name, handler, Timeout=10, FunctionUrlConfig=url)
 
 
 @pytest.fixture(scope="module")
