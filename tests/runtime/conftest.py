@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,11 +89,14 @@ def invoke_through_api(monkeypatch: pytest.MonkeyPatch) -> InvokeThroughAPI:
             client = RuntimeAPI(f"127.0.0.1:{port}")
 
             def runtime() -> None:
-                Runner(client, handler).handle(client.next())
+                # After answering, the runtime asks for the next event with the
+                # same write; none comes, and closing the client ends the wait.
+                with contextlib.suppress(OSError, EOFError, ValueError):
+                    Runner(client, handler).handle(client.next())
 
+            threading.Thread(target=runtime, daemon=True).start()
             try:
-                await asyncio.wait_for(asyncio.to_thread(runtime), 10)
-                return await asyncio.wait_for(pending.result, 5)
+                return await asyncio.wait_for(asyncio.shield(pending.result), 10)
             finally:
                 client.close()
                 server.close()

@@ -150,7 +150,8 @@ class Runner:
             asyncio.set_event_loop(self._event_loop)
         return self._event_loop.run_until_complete(awaitable)
 
-    def handle(self, invocation: Invocation) -> None:
+    def handle(self, invocation: Invocation) -> Invocation | None:
+        """Run one invocation; the next one, when it came with the answer."""
         request_id_var.set(invocation.request_id)
         trace_id_var.set(invocation.trace_id)
         self._ids = (invocation.request_id, invocation.trace_id)
@@ -176,13 +177,13 @@ class Runner:
                 writes: Callable[..., Any] = self.handler
                 writes(event, ResponseWriter(stream.send), context)
                 stream.finish()
-                return
+                return None
             result = self.handler(event, context)
             if is_stream(result):
                 for item in self._items(result):
                     stream.send_item(item)
                 stream.finish()
-                return
+                return None
             if hasattr(result, "__await__"):
                 result = self._await(result)
             body, content_type = marshal(result)
@@ -191,9 +192,9 @@ class Runner:
                 self.report(request_id, exc)
             else:
                 stream.fail(exc)
-            return
+            return None
         self._flush_output()
-        self.api.post_response(request_id, body, content_type)
+        return self.api.respond_then_next(request_id, body, content_type)
 
     def _items(self, result: Any) -> Iterator[Any]:
         """Items of a generator, or of an async generator driven on the event loop."""
@@ -227,10 +228,11 @@ class Runner:
             except (OSError, ValueError):
                 pass
 
-    def serve_forever(self) -> None:
+    def serve_forever(self) -> NoReturn:
         next_invocation, handle = self.api.next, self.handle
+        invocation = next_invocation()
         while True:
-            handle(next_invocation())
+            invocation = handle(invocation) or next_invocation()
 
 
 class _Stream:
