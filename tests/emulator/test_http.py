@@ -902,3 +902,51 @@ def test_serve_answers_over_loopback_and_records_the_peer() -> None:
     assert seen[0].path == "/ping"
     assert seen[0].peer is not None
     assert seen[0].peer[0] == "127.0.0.1"
+
+
+def _exchange(raw: bytes) -> bytes:
+    """Send ``raw`` to a real server on loopback; what came back."""
+
+    async def scenario() -> bytes:
+        async def handler(request: Request) -> Response:
+            return Response(200, request.body or b"ok")
+
+        server = await serve(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        def client() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                head, _, body = raw.partition(b"\r\n\r\n")
+                sock.sendall(head + b"\r\n\r\n")
+                received = b""
+                if b"100-continue" in head:
+                    received += sock.recv(65536)  # the interim answer, before the body
+                sock.sendall(body)
+                while chunk := sock.recv(65536):
+                    received += chunk
+                return received
+
+        try:
+            return await asyncio.to_thread(client)
+        finally:
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+def test_expect_100_continue_is_answered_before_the_body() -> None:
+    raw = (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n"
+        b"Connection: close\r\n\r\nbody"
+    )
+    received = _exchange(raw)
+    assert received.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\nbody")
+
+
+def test_http_1_0_without_keep_alive_is_answered_and_closed() -> None:
+    # The client reads until the server closes: a server that kept the connection
+    # open would make this time out.
+    received = _exchange(b"GET /x HTTP/1.0\r\nHost: h\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close\r\n" in received

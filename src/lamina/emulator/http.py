@@ -53,6 +53,14 @@ class Request:
     header_list: list[tuple[str, str]] = field(default_factory=list)
     # A chunked body the handler reads as it arrives (see ``serve(streaming=...)``).
     stream: BodyStream | None = None
+    version: str = "HTTP/1.1"
+
+    def wants_keep_alive(self) -> bool:
+        """HTTP/1.1 keeps the connection unless told not to; HTTP/1.0 only if asked."""
+        connection = self.header("connection").lower()
+        if self.version == "HTTP/1.0":
+            return connection == "keep-alive"
+        return connection != "close"
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -128,7 +136,7 @@ def parse_head(head: bytes) -> Request:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest(f"malformed request line: {lines[0][:100]!r}")
-    method, target, _version = parts
+    method, target, version = parts
     if not method.isalpha() or not target:
         raise BadRequest(f"malformed request line: {lines[0][:100]!r}")
 
@@ -166,6 +174,7 @@ def parse_head(head: bytes) -> Request:
         path=path,
         query=query,
         header_list=header_list,
+        version=version,
     )
 
 
@@ -204,7 +213,9 @@ def render_response(response: Response, *, keep_alive: bool) -> bytes:
 
 
 async def read_request(
-    reader: asyncio.StreamReader, streaming: StreamingPredicate | None = None
+    reader: asyncio.StreamReader,
+    streaming: StreamingPredicate | None = None,
+    writer: asyncio.StreamWriter | None = None,
 ) -> Request | None:
     """Read one request; ``None`` when the peer closed between requests.
 
@@ -221,6 +232,9 @@ async def read_request(
         raise BadRequest("request head too large", 431) from exc
 
     request = parse_head(head[:-4])
+    if writer is not None and request.header("expect").lower() == "100-continue":
+        # curl and others wait a second for this before sending a large body.
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if "chunked" in request.header("transfer-encoding").lower():
         request.stream = BodyStream(reader)
         if streaming is None or not streaming(request):
@@ -272,7 +286,7 @@ async def serve_connection(
     try:
         while True:
             try:
-                request = await read_request(reader, streaming)
+                request = await read_request(reader, streaming, writer)
             except BadRequest as exc:
                 body = json.dumps({"message": str(exc)}).encode()
                 writer.write(
@@ -285,9 +299,7 @@ async def serve_connection(
             response = await handler(request)
             if request.stream is not None and not request.stream.done:
                 await request.stream.read()  # the next request starts after it
-            keep_alive = (
-                not response.close and request.header("connection").lower() != "close"
-            )
+            keep_alive = not response.close and request.wants_keep_alive()
             if response.stream is not None:
                 try:
                     await _write_stream(writer, response, keep_alive)
