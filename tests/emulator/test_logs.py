@@ -454,3 +454,17 @@ def test_tee_sink_hands_every_record_to_each_sink(tmp_path: Path) -> None:
         "record": "line",
         "requestId": "r1",
     }
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_is_shown_control_characters_not_driven_by_them() -> None:
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        StreamSink(stream).write("fn", "a\x1b[2Jb\rc\td")
+    assert terminal.getvalue() == "a\\x1b[2Jb\\x0dc\td\n"
+    # Elsewhere (a file, a pipe) the bytes pass through as written.
+    assert pipe.getvalue() == "a\x1b[2Jb\rc\td\n"

@@ -188,6 +188,11 @@ class LogSink(Protocol):
         """Write out whatever is still held back."""
 
 
+_VISIBLE_CONTROLS = {
+    code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if chr(code) not in "\t\n"
+}
+
+
 class StreamSink:
     """Writes every line to a stream, prefixed with the function's name when asked.
 
@@ -201,8 +206,16 @@ class StreamSink:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._pending: list[str] = []
+        # A function's escape sequences and carriage returns must not drive the
+        # person's terminal: on a terminal they are shown, not obeyed.
+        try:
+            self._escape = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self._escape = False
 
     def write(self, function: str, line: str, request_id: str | None = None) -> None:
+        if self._escape:
+            line = line.translate(_VISIBLE_CONTROLS)
         if self.prefix:
             # Every line of a multi-line record carries the name, so that a
             # person reading several functions' output can tell them apart.
