@@ -452,3 +452,20 @@ def test_a_log_file_that_cannot_be_opened_is_one_clear_message(project: Path) ->
     assert result.returncode != 0
     assert "cannot open log file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_names_the_backend_its_limits_and_the_interpreters(
+    tmp_path: Path,
+) -> None:
+    result = lamina("doctor", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fallback: rlimits + memory watchdog + SIGSTOP/SIGCONT freezing" in out
+    enforced, missing = out.split("limits not enforced:")
+    assert "memory (MemorySize" in enforced.split("limits enforced:")[1]
+    assert "RLIMIT_NOFILE = 1024" in enforced
+    assert "processes and threads (1,024)" in missing.split("Python interpreters:")[0]
+    for minor in range(8, 15):
+        assert f"python3.{minor} " in out
+    assert "AWS's emulator (for reference):" in out

@@ -58,6 +58,20 @@ def _parser() -> argparse.ArgumentParser:
         help="service-wide limit of concurrent invokes, all functions together "
         "(default 1000, as on AWS)",
     )
+    serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where accepted Event invokes are kept across restarts "
+        "(default: .lamina/ next to the template)",
+    )
+    serve.add_argument(
+        "--async-retry-delay",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=60.0,
+        help="delay before the first retry of a failed Event invoke; the second "
+        "waits twice as long (default 60, about as on AWS)",
+    )
     _add_log_file(serve)
 
     events = commands.add_parser("events", help="bundled sample events")
@@ -67,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     event_commands.add_parser("list", help="list the sample events")
     show = event_commands.add_parser("show", help="print one sample event as JSON")
     show.add_argument("event", metavar="NAME")
+
+    commands.add_parser(
+        "doctor", help="how this machine runs functions: limits, interpreters"
+    )
 
     demo = commands.add_parser(
         "demo", help="invoke every function of a template on its sample events"
@@ -97,6 +115,16 @@ def _host(text: str) -> str:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text} is not an IPv4 address") from None
     return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
 
 
 def _at_least_one(text: str) -> int:
@@ -168,6 +196,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _invoke(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "doctor":
+        from lamina.doctor import run_doctor
+
+        return run_doctor()
     if args.command == "demo":
         from lamina.demo import run_demo
 
@@ -259,11 +291,15 @@ def _function_ref(service: Any, raw: str) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from lamina.emulator import aio, server
     from lamina.emulator.logs import StreamSink
+    from lamina.emulator.template import find_template
 
+    state_dir = args.state_dir or find_template(args.template).parent / ".lamina"
     service = load_service(
         args.template,
         sink=_log_sink(StreamSink(sys.stderr, prefix=True), args.log_file),
         concurrency_limit=args.max_concurrency,
+        state_dir=Path(state_dir),
+        async_retry_delay=args.async_retry_delay,
     )
 
     def ready(host: str, port: int) -> None:

@@ -311,3 +311,29 @@ Resources:
     # Written by the runtime itself, within the grace period, before it exited.
     assert marker.read_text() == f"pid={pid}\n"
     assert not pid_alive(pid)
+
+
+def _process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_extensions_are_frozen_with_the_runtime_between_invokes(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    served, record = _start(tmp_path, serve)
+
+    first = _invoke(served)
+
+    (extension_pid,) = [entry["pid"] for entry in _entries(record) if "pid" in entry]
+    runtime_pid = first["Body"]["pid"]
+    wait_for(
+        lambda: {_process_state(extension_pid), _process_state(runtime_pid)} == {"T"},
+        what="the environment to be frozen",
+    )
+
+    second = _invoke(served)
+
+    assert "FunctionError" not in second
+    assert second["Body"]["pid"] == runtime_pid
+    wait_for(lambda: len(_events(record, "INVOKE")) == 2, what="the second INVOKE")

@@ -7,7 +7,7 @@ from lamina import events
 from lamina.emulator import template as template_module
 from lamina.emulator.constraints import RESERVED_VARIABLES
 from lamina.emulator.errors import TemplateError
-from lamina.emulator.function import FunctionConfig, Layer, LogSettings
+from lamina.emulator.function import Destination, FunctionConfig, Layer, LogSettings
 from lamina.emulator.template import Template, find_template, load_template
 
 HEADER = """\
@@ -1436,3 +1436,61 @@ def test_logging_config_values_lambda_would_refuse(
     error = refused(tmp_path, one_function(f"LoggingConfig: {config}"))
 
     assert error.field == field
+
+
+# -- EventInvokeConfig -----------------------------------------------------------------
+
+
+def test_event_invoke_config_and_its_destinations(tmp_path: Path) -> None:
+    text = one_function(
+        """\
+        EventInvokeConfig:
+          MaximumRetryAttempts: 1
+          MaximumEventAgeInSeconds: 120
+          DestinationConfig:
+            OnSuccess: {Type: Lambda, Destination: !GetAtt Sink.Arn}
+            OnFailure: {Type: SQS, Destination: out/failures.jsonl}
+        DeadLetterQueue: {Type: SQS, TargetArn: "file:///tmp/dead.jsonl"}
+        """
+    ) + (
+        "  Sink:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      FunctionName: sink\n      Runtime: python3.12\n"
+        "      Handler: app.handler\n      CodeUri: src/\n"
+    )
+
+    settings = load(tmp_path, text, "src").functions["Fn"].event_invoke
+
+    assert settings.max_retry_attempts == 1
+    assert settings.max_event_age_s == 120
+    assert settings.on_success == Destination("function", "sink")
+    assert settings.on_failure == Destination(
+        "file", str((tmp_path / "out" / "failures.jsonl").resolve())
+    )
+    assert settings.dead_letter == Destination("file", "/tmp/dead.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("props", "field"),
+    [
+        pytest.param(
+            "EventInvokeConfig: {MaximumRetryAttempts: 3}\n",
+            "Fn.EventInvokeConfig.MaximumRetryAttempts: 3 is outside",
+            id="retries",
+        ),
+        pytest.param(
+            "EventInvokeConfig: {MaximumEventAgeInSeconds: 59}\n",
+            "Fn.EventInvokeConfig.MaximumEventAgeInSeconds: 59 is outside",
+            id="event-age",
+        ),
+        pytest.param(
+            "EventInvokeConfig:\n"
+            "  DestinationConfig: {OnFailure: {Type: Lambda, Destination: Nowhere}}\n",
+            "Fn.EventInvokeConfig.DestinationConfig.OnFailure: function 'Nowhere'",
+            id="unknown-function",
+        ),
+    ],
+)
+def test_event_invoke_config_lambda_would_refuse(
+    tmp_path: Path, props: str, field: str
+) -> None:
+    assert field in str(refused(tmp_path, one_function(props)))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from lamina.emulator import http
+from lamina.emulator import aio, http
 from lamina.emulator.extensions import (
     FAILURE,
     SPINDOWN,
@@ -31,6 +31,12 @@ from lamina.emulator.extensions import (
 )
 from lamina.emulator.extensions_api import ExtensionFailure
 from lamina.emulator.function import INIT_TIMEOUT_S, FunctionConfig
+from lamina.emulator.limits import (
+    Freezer,
+    MemoryWatchdog,
+    limit_files,
+    signal_groups,
+)
 from lamina.emulator.logs import (
     LogSink,
     PlatformLog,
@@ -50,6 +56,7 @@ from lamina.emulator.telemetry import TelemetryPipe
 logger = logging.getLogger(__name__)
 
 EXIT_ERROR = "Runtime.ExitError"
+OUT_OF_MEMORY = "Runtime.OutOfMemory"
 INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 TIMED_OUT = "Sandbox.Timedout"
 SHUTDOWN_GRACE_S = 0.5
@@ -113,10 +120,11 @@ def platform_error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
-def _die_with_parent() -> None:
+def _prepare_child() -> None:
     # If lamina itself is killed, the kernel ends the bootstrap too.
     with contextlib.suppress(OSError, AttributeError):
         _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    limit_files()
 
 
 _LIBC: Any = None
@@ -154,6 +162,10 @@ class ExecutionEnvironment:
         )
         self._max_memory_mb = 1
         self._memory: MemoryProbe | None = None
+        self._watchdog: MemoryWatchdog | None = None
+        self._is_out_of_memory = False
+        # Between invokes its processes are stopped, as Lambda freezes them.
+        self._freezer = Freezer(self._process_groups)
         self._reported_cold = False
         # Its extensions: their API shares the runtime's address.
         self._extensions = Extensions(config)
@@ -285,7 +297,7 @@ class ExecutionEnvironment:
         started = time.perf_counter()
         # Extension init comes first: the runtime starts once each registered.
         extension_failure = await self._extensions.start(
-            env, write_fd, self.spec.cwd, started + timeout_s, _die_with_parent
+            env, write_fd, self.spec.cwd, started + timeout_s, _prepare_child
         )
         if extension_failure is not None:
             os.close(write_fd)
@@ -303,7 +315,7 @@ class ExecutionEnvironment:
                 env=env,
                 cwd=self.spec.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_prepare_child,
                 pass_fds=(self._telemetry.write_fd,),
             )
         except OSError as exc:
@@ -315,22 +327,29 @@ class ExecutionEnvironment:
         self._telemetry.close_write_end()
         self.pid = self._process.pid
         self._memory = MemoryProbe(self.pid)
+        self._watchdog = MemoryWatchdog(
+            self.config.memory_mb,
+            self._memory,
+            self._extensions.pids,
+            self._out_of_memory,
+        )
         self._exited = loop.create_task(self._process.wait())
+        # The limit holds in the init phase too: a module may allocate at import.
+        self._watchdog.start()
 
         # Init is over when the runtime and every extension wait for an event.
         ready = self._extensions.ready(self._api.ready)
         init_error = self._api.init_error
         waiters: set[asyncio.Future[Any]] = {ready, init_error, self._exited}
         waiters.add(self._extensions.failed)
-        await asyncio.wait(
-            waiters,
-            timeout=max(0.0, started + timeout_s - time.perf_counter()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        await aio.wait_first(waiters, started + timeout_s)
         self.init_duration_ms = (time.perf_counter() - started) * 1000
+        self._watchdog.stop()
         self._log_extensions()
         if ready.done() and not init_error.done():
             self.state = State.IDLE
+            if not self.in_flight:
+                self._freezer.freeze()
             return None
 
         failure = await self._init_failure(init_error)
@@ -371,7 +390,8 @@ class ExecutionEnvironment:
         if self._exited.done():
             self._drain_output()
             message = _exit_message(self._exited.result())
-            return InitFailure(EXIT_ERROR, platform_error(EXIT_ERROR, message), "error")
+            error_type = OUT_OF_MEMORY if self._is_out_of_memory else EXIT_ERROR
+            return InitFailure(error_type, platform_error(error_type, message), "error")
         return InitFailure(
             TIMED_OUT,
             platform_error(
@@ -406,15 +426,14 @@ class ExecutionEnvironment:
         for line in self.platform.start(request_id):
             self._emit_own(request_id, line)
         started = time.perf_counter()
+        self._freezer.thaw()
+        assert self._watchdog is not None
+        self._watchdog.start()
         marks = self._extensions.dispatch(self._api, pending)
 
         waiters: set[asyncio.Future[Any]] = {pending.result, self._exited}
         waiters.add(self._extensions.failed)
-        await asyncio.wait(
-            waiters,
-            timeout=timeout_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        await aio.wait_first(waiters, started + timeout_s)
         duration_ms = (time.perf_counter() - started) * 1000
         init_ms = None
         if not self._reported_cold:
@@ -448,6 +467,7 @@ class ExecutionEnvironment:
             await self.stop(grace_s=0, reason=FAILURE)
         else:
             self.state = State.IDLE
+            self._settle()
         return Outcome(request_id, payload, is_error, log, report, self.pid)
 
     async def _finish_with_extensions(
@@ -483,6 +503,35 @@ class ExecutionEnvironment:
         self._active.pop(request_id)
         if self.state is State.DEAD and not is_stopped:
             await self.stop(grace_s=0, reason=reason)
+        elif not is_stopped:
+            self._settle()
+
+    def _settle(self) -> None:
+        """No invoke runs any more: stop watching, and freeze until the next one."""
+        if self._active or self._watchdog is None:
+            return
+        self._watchdog.stop()
+        if not self.in_flight and self.state is State.IDLE:
+            self._freezer.freeze()
+
+    def _process_groups(self) -> list[int]:
+        groups = self._extensions.pids()
+        if self._process is not None and self._process.returncode is None:
+            groups.append(self._process.pid)
+        return groups
+
+    def _out_of_memory(self, used_mb: int) -> None:
+        """Over ``MemorySize``: the environment is killed, as Lambda's cgroup would."""
+        logger.warning(
+            "%s used %d MB of %d MB: killing its environment",
+            self.config.name,
+            used_mb,
+            self.config.memory_mb,
+        )
+        self._is_out_of_memory = True
+        self._max_memory_mb = self.config.memory_mb
+        self._freezer.thaw()
+        signal_groups(self._process_groups(), signal.SIGKILL)
 
     async def _conclude(
         self, pending: PendingInvocation, timeout_s: float
@@ -492,7 +541,15 @@ class ExecutionEnvironment:
         assert self._memory is not None
         request_id = pending.request_id
         status = error_type = None
-        if pending.result.done():
+        if self._is_out_of_memory:
+            self._drain_output()
+            message = f"RequestId: {request_id} Error: {_exit_message(-signal.SIGKILL)}"
+            payload = platform_error(OUT_OF_MEMORY, message)
+            is_error, status, error_type = True, "error", OUT_OF_MEMORY
+            self._api.abandon(request_id)
+            self._emit_own(request_id, f"{message}\n{OUT_OF_MEMORY}")
+            self.state = State.DEAD
+        elif pending.result.done():
             result = pending.result.result()
             payload, is_error = result.body, not result.ok
             if result.platform_error:
@@ -543,6 +600,9 @@ class ExecutionEnvironment:
         SHUTDOWN event tells them: ``spindown``, ``timeout`` or ``failure``.
         """
         self.state = State.DEAD
+        self._freezer.thaw()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         grace_s = self._extensions.begin_shutdown(grace_s)
         process = self._process
         if process is not None and process.returncode is None:

@@ -107,6 +107,10 @@ class Extensions:
     def failed(self) -> asyncio.Future[None]:
         return self.api.failed
 
+    def pids(self) -> list[int]:
+        """The external extensions still running; each leads its own process group."""
+        return [p.pid for p in self._processes.values() if p.returncode is None]
+
     # -- init phase ------------------------------------------------------------
 
     async def start(

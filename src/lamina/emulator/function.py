@@ -14,6 +14,8 @@ ACCOUNT_ID = "123456789012"
 LATEST = "$LATEST"
 
 MEMORY_RANGE = (128, 10240)
+RETRY_ATTEMPTS_RANGE = (0, 2)
+EVENT_AGE_RANGE = (60, 21600)
 TIMEOUT_RANGE = (1, 900)
 INIT_TIMEOUT_S = 10.0
 
@@ -65,6 +67,34 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """Where a record of an async invoke goes: a function of the template, or a file.
+
+    ``kind`` is ``"function"`` (``target`` is its name) or ``"file"`` (``target`` is
+    an absolute path; one JSON line is appended per record).
+    """
+
+    kind: str
+    target: str
+
+    @property
+    def is_function(self) -> bool:
+        return self.kind == "function"
+
+
+@dataclass(frozen=True)
+class EventInvokeConfig:
+    """How Lambda treats a function's ``Event`` invokes (``EventInvokeConfig``)."""
+
+    max_retry_attempts: int = 2
+    max_event_age_s: int = 21600
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+    # ``DeadLetterQueue``: gets the event alone, after the last failure.
+    dead_letter: Destination | None = None
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One function: what a template declares, after defaults and validation."""
 
@@ -88,6 +118,7 @@ class FunctionConfig:
     log_settings: LogSettings = LogSettings()
     # The resource's name in the template, when FunctionName gives it another.
     logical_id: str = ""
+    event_invoke: EventInvokeConfig = EventInvokeConfig()
 
     @functools.cached_property
     def arn(self) -> str:

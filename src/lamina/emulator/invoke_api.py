@@ -122,7 +122,7 @@ class InvokeAPI:
             self.service.dry_run(invoke)
             return Response(204, b"", [("x-amzn-RequestId", str(uuid.uuid4()))])
         if invocation_type == "Event":
-            request_id = self.service.invoke_async(invoke)
+            request_id = await self.service.invoke_async(invoke)
             logger.info("%s: accepted async invoke %s", ref.name, request_id)
             return Response(202, b"", [("x-amzn-RequestId", request_id), _JSON])
 

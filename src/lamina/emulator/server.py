@@ -26,6 +26,7 @@ async def serve(
 ) -> None:
     """Serve until a stop signal; then stop every execution environment."""
     try:
+        await service.start_events()
         server = await http.serve(InvokeAPI(service).handle, host, port)
     except OSError as exc:
         await service.close()

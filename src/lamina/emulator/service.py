@@ -30,6 +30,12 @@ from lamina.emulator.errors import (
     ServiceError,
     TooManyRequests,
 )
+from lamina.emulator.event_queue import (
+    DATABASE_NAME,
+    EventQueue,
+    EventWorker,
+    QueuedEvent,
+)
 from lamina.emulator.function import (
     LATEST,
     FunctionConfig,
@@ -302,6 +308,8 @@ class LambdaService:
         *,
         sink: LogSink | None = None,
         concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
+        state_dir: Path | None = None,
+        async_retry_delay: float = 60.0,
     ) -> None:
         self.functions = functions
         self.sink = sink or StreamSink()
@@ -310,7 +318,11 @@ class LambdaService:
             name: FunctionPool(self, config) for name, config in functions.items()
         }
         self.environments: set[ExecutionEnvironment] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        # Without a state folder the queue lives in memory, for one run.
+        self.state_dir = state_dir
+        self.async_retry_delay = async_retry_delay
+        self.events: EventWorker | None = None
+        self._starting: asyncio.Lock | None = None
         self.closing = False
         self._deps: dict[str, Path | None] = {}
 
@@ -425,52 +437,68 @@ class LambdaService:
         self.pool(request.ref)
         validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
 
-    def invoke_async(self, request: InvokeRequest) -> str:
-        """An Event invoke: accepted now, run in the background."""
+    async def start_events(self) -> EventWorker:
+        """Open the queue of Event invokes and run what a stopped service left in it."""
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self.events is None:
+                where: Path | str = ":memory:"
+                if self.state_dir is not None:
+                    where = self.state_dir / DATABASE_NAME
+                queue = await asyncio.to_thread(EventQueue, where)
+                worker = EventWorker(
+                    queue,
+                    self.functions,
+                    self._run_event,
+                    retry_delay=self.async_retry_delay,
+                    concurrency_limit=self.concurrency_limit,
+                )
+                await worker.start()
+                self.events = worker
+            return self.events
+
+    async def invoke_async(self, request: InvokeRequest) -> str:
+        """An Event invoke: queued durably, then answered; the worker runs it."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, ASYNC_PAYLOAD_LIMIT, "InvokeAsync")
-        request_id = new_request_id()
-        request = dataclasses.replace(request, request_id=request_id)
-        task = asyncio.get_running_loop().create_task(
-            self._run_event(pool, request, payload)
+        if self.closing:
+            raise ServiceError("The Lambda service is stopping; no new invokes start.")
+        worker = await self.start_events()
+        event = QueuedEvent(
+            request_id=new_request_id(),
+            function=pool.config.name,
+            payload=payload,
+            accepted_at=time.time(),
+            client_context=request.client_context,
+            tenant_id=request.tenant_id,
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return request_id
+        await asyncio.to_thread(worker.queue.put, event)
+        worker.wake()
+        return event.request_id
 
-    async def _run_event(
-        self, pool: FunctionPool, request: InvokeRequest, payload: bytes
-    ) -> None:
-        # TODO: events live only in memory and are not retried; a stopped service
-        # loses the ones it had not run yet.
-        delay = 0.05
-        while True:
-            try:
-                outcome = await pool.invoke(request, payload)
-            except TooManyRequests:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            if outcome.is_error:
-                logger.warning(
-                    "%s: async invoke %s failed: %s",
-                    pool.config.name,
-                    outcome.request_id,
-                    outcome.payload[:200].decode("utf-8", "replace"),
-                )
-            return
+    async def _run_event(self, event: QueuedEvent) -> Outcome:
+        pool = self.pools[event.function]
+        request = InvokeRequest(
+            ref=FunctionRef(event.function, LATEST),
+            payload=event.payload,
+            client_context=event.client_context,
+            tenant_id=event.tenant_id,
+            request_id=event.request_id,
+        )
+        return await pool.invoke(request, event.payload)
 
     async def wait_idle(self) -> None:
-        """Wait until every accepted Event invoke has run."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait until every accepted Event invoke has run to its end."""
+        if self.events is not None:
+            await self.events.wait_idle()
 
     async def close(self) -> None:
         """Stop every environment; invokes in flight end, none start from now on."""
         self.closing = True
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.events is not None:
+            # Events running now stay recorded as running: the next start retries them.
+            await self.events.stop()
+            await asyncio.to_thread(self.events.queue.close)
         await asyncio.gather(
             *(env.stop() for env in list(self.environments)), return_exceptions=True
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -16,14 +17,19 @@ from lamina.emulator.constraints import (
     environment_variables,
 )
 from lamina.emulator.document import read_document
-from lamina.emulator.errors import TemplateError
+from lamina.emulator.errors import InvalidParameterValue, TemplateError
 from lamina.emulator.function import (
     ACCOUNT_ID,
+    EVENT_AGE_RANGE,
     MEMORY_RANGE,
+    RETRY_ATTEMPTS_RANGE,
     TIMEOUT_RANGE,
+    Destination,
+    EventInvokeConfig,
     FunctionConfig,
     Layer,
     LogSettings,
+    parse_function_name,
     region,
 )
 
@@ -50,6 +56,9 @@ _SUPPORTED = {
     "FunctionName",
     "FunctionUrlConfig",
     "LoggingConfig",
+    "EventInvokeConfig",
+    "DeadLetterQueue",
+    "DeadLetterConfig",
 }
 # Properties that mean nothing on one machine; accepted without a word.
 _NO_LOCAL_EFFECT = {
@@ -85,6 +94,12 @@ class _Bounded:
 _MEMORY = _Bounded("MemorySize", 128, *MEMORY_RANGE, "MB")
 _TIMEOUT = _Bounded("Timeout", 3, *TIMEOUT_RANGE, "seconds")
 _STORAGE = _Bounded("Size", 512, 512, 10240, "MB", parent="EphemeralStorage")
+_RETRIES = _Bounded(
+    "MaximumRetryAttempts", 2, *RETRY_ATTEMPTS_RANGE, "retries", "EventInvokeConfig"
+)
+_EVENT_AGE = _Bounded(
+    "MaximumEventAgeInSeconds", 21600, *EVENT_AGE_RANGE, "seconds", "EventInvokeConfig"
+)
 
 
 class _BadValue(Exception):
@@ -145,6 +160,7 @@ def load_template(path: Path) -> Template:
             f"property {name} is not supported locally; ignored ({', '.join(users)})"
         )
     template.warnings = reader.warnings
+    _link_destinations(template)
     if not template.functions and reader.skipped:
         raise TemplateError(
             str(path),
@@ -156,6 +172,37 @@ def load_template(path: Path) -> Template:
             str(path), "no AWS::Serverless::Function or AWS::Lambda::Function resource"
         )
     return template
+
+
+def _link_destinations(template: Template) -> None:
+    """Point every function destination at a function of the template, by its name."""
+    names = {config.name: config.name for config in template.functions.values()}
+    names.update(
+        {config.logical_id: config.name for config in template.functions.values()}
+    )
+    for key, config in template.functions.items():
+        settings = config.event_invoke
+        linked: dict[str, Any] = {}
+        for attr, where in (
+            ("on_success", "EventInvokeConfig.DestinationConfig.OnSuccess"),
+            ("on_failure", "EventInvokeConfig.DestinationConfig.OnFailure"),
+            ("dead_letter", "DeadLetterQueue"),
+        ):
+            destination: Destination | None = getattr(settings, attr)
+            if destination is None or not destination.is_function:
+                continue
+            if destination.target not in names:
+                raise TemplateError(
+                    str(template.path),
+                    f"function {destination.target!r} is not in this template",
+                    config.logical_id,
+                    where,
+                )
+            linked[attr] = Destination("function", names[destination.target])
+        if linked:
+            template.functions[key] = dataclasses.replace(
+                config, event_invoke=dataclasses.replace(settings, **linked)
+            )
 
 
 def _read_resource(
@@ -230,6 +277,8 @@ class _Reader:
                 return self._ref(str(arg), logical_id)
             if key == "Fn::Sub":
                 return self._sub(arg, logical_id)
+            if key == "Fn::GetAtt":
+                return self._get_att(arg, logical_id)
             if isinstance(key, str) and key.startswith("Fn::"):
                 self.warn(f"{logical_id}: {key} is not evaluated locally; left empty")
                 return ""
@@ -252,6 +301,24 @@ class _Reader:
         if name in resources:
             return name
         self.warn(f"{logical_id}: !Ref {name} has no value locally; left empty")
+        return ""
+
+    def _get_att(self, arg: Any, logical_id: str) -> str:
+        """A function's ``Arn``; any other attribute has no value locally."""
+        if isinstance(arg, str) and "." in arg:
+            arg = arg.split(".", 1)
+        if isinstance(arg, list) and len(arg) == 2 and arg[1] == "Arn":
+            resource = (self.document.get("Resources") or {}).get(arg[0])
+            if isinstance(resource, dict) and resource.get("Type") in (
+                SERVERLESS_FUNCTION,
+                LAMBDA_FUNCTION,
+            ):
+                props = resource.get("Properties") or {}
+                name = props.get("FunctionName") if isinstance(props, dict) else None
+                if not isinstance(name, str) or not name:
+                    name = str(arg[0])
+                return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{name}"
+        self.warn(f"{logical_id}: Fn::GetAtt is not evaluated locally; left empty")
         return ""
 
     def _sub(self, arg: Any, logical_id: str) -> str:
@@ -343,7 +410,79 @@ class _Reader:
             url_invoke_mode=self._url_mode(logical_id, props),
             log_settings=self._logging(logical_id, props),
             logical_id=logical_id,
+            event_invoke=self._event_invoke(logical_id, props),
         )
+
+    def _event_invoke(
+        self, logical_id: str, props: dict[str, Any]
+    ) -> EventInvokeConfig:
+        config = props.get("EventInvokeConfig") or {}
+        if not isinstance(config, dict):
+            raise self.fail(logical_id, "EventInvokeConfig", "expected a mapping")
+        destinations = config.get("DestinationConfig") or {}
+        if not isinstance(destinations, dict):
+            raise self.fail(
+                logical_id, "EventInvokeConfig.DestinationConfig", "expected a mapping"
+            )
+        found: dict[str, Destination | None] = {}
+        for name in ("OnSuccess", "OnFailure"):
+            where = f"EventInvokeConfig.DestinationConfig.{name}"
+            spec = destinations.get(name)
+            if spec is None:
+                found[name] = None
+                continue
+            if not isinstance(spec, dict) or not spec.get("Destination"):
+                raise self.fail(
+                    logical_id, where, "expected a mapping with Type and Destination"
+                )
+            found[name] = self._destination(
+                logical_id, where, str(spec["Destination"]), str(spec.get("Type", ""))
+            )
+        return EventInvokeConfig(
+            max_retry_attempts=self._int(logical_id, config, _RETRIES),
+            max_event_age_s=self._int(logical_id, config, _EVENT_AGE),
+            on_success=found["OnSuccess"],
+            on_failure=found["OnFailure"],
+            dead_letter=self._dead_letter(logical_id, props),
+        )
+
+    def _dead_letter(
+        self, logical_id: str, props: dict[str, Any]
+    ) -> Destination | None:
+        for name in ("DeadLetterQueue", "DeadLetterConfig"):
+            spec = props.get(name)
+            if spec is None:
+                continue
+            if not isinstance(spec, dict) or not spec.get("TargetArn"):
+                raise self.fail(logical_id, name, "expected a mapping with TargetArn")
+            return self._destination(logical_id, name, str(spec["TargetArn"]), "")
+        return None
+
+    def _destination(
+        self, logical_id: str, where: str, raw: str, kind: str
+    ) -> Destination | None:
+        """A file (``file:///abs/path`` or a path relative to the template's folder)
+        or a function (its name, logical id or ARN); None for a service lamina lacks.
+        """
+        if raw.startswith("file://"):
+            return Destination("file", str(Path(raw.removeprefix("file://"))))
+        if not raw.startswith("arn:") and ("/" in raw or "." in raw):
+            return Destination("file", str((self.base / raw).resolve()))
+        try:
+            if kind not in ("", "Lambda"):  # SQS, SNS, EventBridge, S3
+                raise InvalidParameterValue(kind)
+            ref = parse_function_name(raw)
+        except InvalidParameterValue:
+            if kind == "Lambda":
+                raise self.fail(
+                    logical_id, where, f"{raw!r} is not a function"
+                ) from None
+            self.warn(
+                f"{logical_id}: {where} {raw} is not a function or a file; "
+                "no records are sent there locally"
+            )
+            return None
+        return Destination("function", ref.name)
 
     def _resolve_property(self, logical_id: str, name: str, value: Any) -> Any:
         try:
