@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from lamina import events
 from lamina.emulator import aio
-from lamina.emulator.environment import Outcome
 from lamina.emulator.function import FunctionRef
+from lamina.emulator.invocation import Outcome
 from lamina.emulator.logs import StreamSink
 from lamina.emulator.service import InvokeRequest, LambdaService
 from lamina.emulator.template import find_template, load_template

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lamina.emulator.environment import Outcome
 from lamina.emulator.event_queue import (
     DATABASE_NAME,
     Delivery,
@@ -14,6 +13,7 @@ from lamina.emulator.event_queue import (
     invocation_record,
 )
 from lamina.emulator.function import Destination
+from lamina.emulator.invocation import Outcome
 
 
 def event(request_id: str, accepted_at: float = 100.0) -> QueuedEvent:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from lamina.emulator.environment import PendingInvocation
 from lamina.emulator.http import BodyStream, Request, Response, parse_head
+from lamina.emulator.invocation import PendingInvocation
 from lamina.emulator.runtime_api import (
     MAX_RESPONSE_BYTES,
     PREFIX,

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from lamina.emulator.environment import PendingInvocation
 from lamina.emulator.http import serve
+from lamina.emulator.invocation import PendingInvocation
 from lamina.emulator.runtime_api import RuntimeAPIHandler, RuntimeResult
 from lamina.runtime.api import RuntimeAPI
 from lamina.runtime.loop import Runner

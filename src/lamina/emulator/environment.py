@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import json
 import logging
 import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from lamina.emulator import aio, http
@@ -31,6 +29,14 @@ from lamina.emulator.extensions import (
 )
 from lamina.emulator.extensions_api import ExtensionFailure
 from lamina.emulator.function import INIT_TIMEOUT_S, FunctionConfig
+from lamina.emulator.invocation import (
+    InitFailure,
+    LaunchSpec,
+    Outcome,
+    PendingInvocation,
+    State,
+    platform_error,
+)
 from lamina.emulator.limits import (
     Freezer,
     MemoryWatchdog,
@@ -50,7 +56,7 @@ from lamina.emulator.runtime_api import (
     RuntimeResult,
     is_streamed_response,
 )
-from lamina.emulator.streams import ResponseStream, StreamError
+from lamina.emulator.streams import StreamError
 from lamina.emulator.telemetry import TelemetryPipe
 
 logger = logging.getLogger(__name__)
@@ -61,63 +67,6 @@ INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 TIMED_OUT = "Sandbox.Timedout"
 SHUTDOWN_GRACE_S = 0.5
 MAX_EVENT_BYTES = 256 * 1024
-
-
-class State(Enum):
-    NEW = "new"
-    IDLE = "idle"
-    BUSY = "busy"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """How to start the ``bootstrap``: argv, environment variables, working folder."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-
-
-@dataclass
-class PendingInvocation:
-    """An event on its way to the runtime, and the future its answer lands in."""
-
-    request_id: str
-    payload: bytes
-    deadline_ms: int
-    function_arn: str
-    trace_id: str
-    client_context: str | None = None
-    cognito_identity: str | None = None
-    tenant_id: str | None = None
-    stream: ResponseStream = field(default_factory=ResponseStream)
-    result: asyncio.Future[RuntimeResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-@dataclass(frozen=True)
-class InitFailure:
-    error_type: str
-    payload: bytes
-    status: str  # "error" or "timeout"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an invoke came to, for the caller and for the log."""
-
-    request_id: str
-    payload: bytes
-    is_error: bool
-    log: list[str]
-    report: Report
-    pid: int | None = None
-
-
-def platform_error(error_type: str, message: str) -> bytes:
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
 def _prepare_child() -> None:

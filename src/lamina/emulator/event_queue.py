@@ -51,9 +51,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lamina.emulator.environment import Outcome
 from lamina.emulator.errors import ServiceError, TooManyRequests
 from lamina.emulator.function import LATEST, Destination, FunctionConfig
+from lamina.emulator.invocation import Outcome
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from lamina.emulator.function import LATEST, FunctionConfig, Layer
 from lamina.emulator.process import ChildProcess
 
 if TYPE_CHECKING:
-    from lamina.emulator.environment import PendingInvocation
+    from lamina.emulator.invocation import PendingInvocation
     from lamina.emulator.runtime_api import RuntimeAPIHandler
 
 SPINDOWN = "spindown"

@@ -15,8 +15,8 @@ from lamina.emulator.http import Request, Response
 from lamina.emulator.streams import STREAM_LIMIT, StreamError
 
 if TYPE_CHECKING:
-    from lamina.emulator.environment import PendingInvocation
     from lamina.emulator.extensions_api import ExtensionsAPI
+    from lamina.emulator.invocation import PendingInvocation
 
 logger = logging.getLogger(__name__)
 

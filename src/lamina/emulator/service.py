@@ -16,14 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.emulator import pythonrt
-from lamina.emulator.environment import (
-    ExecutionEnvironment,
-    InitFailure,
-    LaunchSpec,
-    Outcome,
-    PendingInvocation,
-    State,
-)
+from lamina.emulator.environment import ExecutionEnvironment
 from lamina.emulator.errors import (
     InvalidRequestContent,
     RequestTooLarge,
@@ -42,6 +35,13 @@ from lamina.emulator.function import (
     FunctionRef,
     not_found,
     region,
+)
+from lamina.emulator.invocation import (
+    InitFailure,
+    LaunchSpec,
+    Outcome,
+    PendingInvocation,
+    State,
 )
 from lamina.emulator.logs import (
     LogSink,
