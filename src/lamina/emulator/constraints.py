@@ -7,6 +7,7 @@ Lambda's terms; the template reader adds the file and the resource.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 # The python3.x runtimes Lambda has: python3.8 to python3.14.
@@ -101,3 +102,19 @@ def _variable_value(field: str, value: Any) -> str:
         kind = "a mapping" if isinstance(value, dict) else "a list"
         raise Refused(field, f"expected a string, number or boolean, not {kind}")
     return str(value)  # numbers, and dates YAML read from plain text
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A whole-number property and the range Lambda accepts for it."""
+
+    name: str
+    default: int
+    low: int
+    high: int
+    unit: str
+    parent: str = ""  # the property it sits in, as in EphemeralStorage.Size
+
+
+class BadValue(Exception):
+    """A property's value that cannot be read; the caller names the property."""

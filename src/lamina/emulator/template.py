@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -10,33 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from lamina import events
+from lamina.emulator.async_config import EventInvokeReader, link_destinations
 from lamina.emulator.constraints import (
+    BadValue,
+    Bounded,
     Refused,
     check_function_name,
     check_python_runtime,
     environment_variables,
 )
 from lamina.emulator.document import read_document
-from lamina.emulator.errors import InvalidParameterValue, TemplateError
+from lamina.emulator.errors import TemplateError
 from lamina.emulator.function import (
-    ACCOUNT_ID,
-    EVENT_AGE_RANGE,
     MEMORY_RANGE,
-    RETRY_ATTEMPTS_RANGE,
     TIMEOUT_RANGE,
-    Destination,
-    EventInvokeConfig,
     FunctionConfig,
     Layer,
     LogSettings,
-    parse_function_name,
-    region,
 )
+from lamina.emulator.intrinsics import LAMBDA_FUNCTION, SERVERLESS_FUNCTION, Intrinsics
 
 logger = logging.getLogger(__name__)
 
-SERVERLESS_FUNCTION = "AWS::Serverless::Function"
-LAMBDA_FUNCTION = "AWS::Lambda::Function"
 SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
 LAMBDA_LAYER = "AWS::Lambda::LayerVersion"
 
@@ -79,31 +73,9 @@ _APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 _SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 
 
-@dataclass(frozen=True)
-class _Bounded:
-    """A whole-number property and the range Lambda accepts for it."""
-
-    name: str
-    default: int
-    low: int
-    high: int
-    unit: str
-    parent: str = ""  # the property it sits in, as in EphemeralStorage.Size
-
-
-_MEMORY = _Bounded("MemorySize", 128, *MEMORY_RANGE, "MB")
-_TIMEOUT = _Bounded("Timeout", 3, *TIMEOUT_RANGE, "seconds")
-_STORAGE = _Bounded("Size", 512, 512, 10240, "MB", parent="EphemeralStorage")
-_RETRIES = _Bounded(
-    "MaximumRetryAttempts", 2, *RETRY_ATTEMPTS_RANGE, "retries", "EventInvokeConfig"
-)
-_EVENT_AGE = _Bounded(
-    "MaximumEventAgeInSeconds", 21600, *EVENT_AGE_RANGE, "seconds", "EventInvokeConfig"
-)
-
-
-class _BadValue(Exception):
-    """A property's value that cannot be read; the caller names the property."""
+_MEMORY = Bounded("MemorySize", 128, *MEMORY_RANGE, "MB")
+_TIMEOUT = Bounded("Timeout", 3, *TIMEOUT_RANGE, "seconds")
+_STORAGE = Bounded("Size", 512, 512, 10240, "MB", parent="EphemeralStorage")
 
 
 @dataclass
@@ -160,7 +132,7 @@ def load_template(path: Path) -> Template:
             f"property {name} is not supported locally; ignored ({', '.join(users)})"
         )
     template.warnings = reader.warnings
-    _link_destinations(template)
+    link_destinations(template)
     if not template.functions and reader.skipped:
         raise TemplateError(
             str(path),
@@ -172,37 +144,6 @@ def load_template(path: Path) -> Template:
             str(path), "no AWS::Serverless::Function or AWS::Lambda::Function resource"
         )
     return template
-
-
-def _link_destinations(template: Template) -> None:
-    """Point every function destination at a function of the template, by its name."""
-    names = {config.name: config.name for config in template.functions.values()}
-    names.update(
-        {config.logical_id: config.name for config in template.functions.values()}
-    )
-    for key, config in template.functions.items():
-        settings = config.event_invoke
-        linked: dict[str, Any] = {}
-        for attr, where in (
-            ("on_success", "EventInvokeConfig.DestinationConfig.OnSuccess"),
-            ("on_failure", "EventInvokeConfig.DestinationConfig.OnFailure"),
-            ("dead_letter", "DeadLetterQueue"),
-        ):
-            destination: Destination | None = getattr(settings, attr)
-            if destination is None or not destination.is_function:
-                continue
-            if destination.target not in names:
-                raise TemplateError(
-                    str(template.path),
-                    f"function {destination.target!r} is not in this template",
-                    config.logical_id,
-                    where,
-                )
-            linked[attr] = Destination("function", names[destination.target])
-        if linked:
-            template.functions[key] = dataclasses.replace(
-                config, event_invoke=dataclasses.replace(settings, **linked)
-            )
 
 
 def _read_resource(
@@ -226,7 +167,7 @@ def _read_resource(
         ) from exc
 
 
-class _Reader:
+class _Reader(Intrinsics, EventInvokeReader):
     def __init__(self, path: Path, document: dict[str, Any]) -> None:
         self.path = path
         self.base = path.parent
@@ -252,94 +193,6 @@ class _Reader:
 
     def fail(self, logical_id: str, name: str, message: str) -> TemplateError:
         return TemplateError(str(self.path), message, logical_id, name)
-
-    # -- intrinsic functions, as far as one machine can answer them -------------
-
-    def resolve(self, value: Any, logical_id: str) -> Any:
-        if not isinstance(value, list | dict):
-            return value
-        # An alias inside its own anchor (&a [*a]) makes a value that contains
-        # itself: CloudFormation refuses it, and walking it would never end.
-        if id(value) in self._open:
-            raise _BadValue("contains itself (a YAML alias inside its own anchor)")
-        self._open.add(id(value))
-        try:
-            return self._resolve(value, logical_id)
-        finally:
-            self._open.discard(id(value))
-
-    def _resolve(self, value: list[Any] | dict[Any, Any], logical_id: str) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(item, logical_id) for item in value]
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                return self._ref(str(arg), logical_id)
-            if key == "Fn::Sub":
-                return self._sub(arg, logical_id)
-            if key == "Fn::GetAtt":
-                return self._get_att(arg, logical_id)
-            if isinstance(key, str) and key.startswith("Fn::"):
-                self.warn(f"{logical_id}: {key} is not evaluated locally; left empty")
-                return ""
-        return {k: self.resolve(v, logical_id) for k, v in value.items()}
-
-    def _ref(self, name: str, logical_id: str) -> Any:
-        pseudo = {
-            "AWS::Region": region(),
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": "lamina",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        if name in pseudo:
-            return pseudo[name]
-        parameter = (self.document.get("Parameters") or {}).get(name)
-        if isinstance(parameter, dict) and "Default" in parameter:
-            return parameter["Default"]
-        resources = self.document.get("Resources") or {}
-        if name in resources:
-            return name
-        self.warn(f"{logical_id}: !Ref {name} has no value locally; left empty")
-        return ""
-
-    def _get_att(self, arg: Any, logical_id: str) -> str:
-        """A function's ``Arn``; any other attribute has no value locally."""
-        if isinstance(arg, str) and "." in arg:
-            arg = arg.split(".", 1)
-        if isinstance(arg, list) and len(arg) == 2 and arg[1] == "Arn":
-            resource = (self.document.get("Resources") or {}).get(arg[0])
-            if isinstance(resource, dict) and resource.get("Type") in (
-                SERVERLESS_FUNCTION,
-                LAMBDA_FUNCTION,
-            ):
-                props = resource.get("Properties") or {}
-                name = props.get("FunctionName") if isinstance(props, dict) else None
-                if not isinstance(name, str) or not name:
-                    name = str(arg[0])
-                return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{name}"
-        self.warn(f"{logical_id}: Fn::GetAtt is not evaluated locally; left empty")
-        return ""
-
-    def _sub(self, arg: Any, logical_id: str) -> str:
-        text, names = arg, {}
-        if isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], dict):
-            text, names = arg
-        if isinstance(text, list | dict):
-            raise _BadValue(
-                "Fn::Sub takes a string, or a list of a string and a mapping of "
-                "variables"
-            )
-
-        def substitute(match: re.Match[str]) -> str:
-            key = match.group(1)
-            if key.startswith("!"):  # ${!Name} is the literal ${Name}
-                return "${" + key[1:] + "}"
-            if key in names:
-                return str(self.resolve(names[key], logical_id))
-            return str(self._ref(key, logical_id))
-
-        return re.sub(r"\$\{([^}]+)\}", substitute, str(text))
 
     # -- functions -------------------------------------------------------------
 
@@ -413,81 +266,10 @@ class _Reader:
             event_invoke=self._event_invoke(logical_id, props),
         )
 
-    def _event_invoke(
-        self, logical_id: str, props: dict[str, Any]
-    ) -> EventInvokeConfig:
-        config = props.get("EventInvokeConfig") or {}
-        if not isinstance(config, dict):
-            raise self.fail(logical_id, "EventInvokeConfig", "expected a mapping")
-        destinations = config.get("DestinationConfig") or {}
-        if not isinstance(destinations, dict):
-            raise self.fail(
-                logical_id, "EventInvokeConfig.DestinationConfig", "expected a mapping"
-            )
-        found: dict[str, Destination | None] = {}
-        for name in ("OnSuccess", "OnFailure"):
-            where = f"EventInvokeConfig.DestinationConfig.{name}"
-            spec = destinations.get(name)
-            if spec is None:
-                found[name] = None
-                continue
-            if not isinstance(spec, dict) or not spec.get("Destination"):
-                raise self.fail(
-                    logical_id, where, "expected a mapping with Type and Destination"
-                )
-            found[name] = self._destination(
-                logical_id, where, str(spec["Destination"]), str(spec.get("Type", ""))
-            )
-        return EventInvokeConfig(
-            max_retry_attempts=self._int(logical_id, config, _RETRIES),
-            max_event_age_s=self._int(logical_id, config, _EVENT_AGE),
-            on_success=found["OnSuccess"],
-            on_failure=found["OnFailure"],
-            dead_letter=self._dead_letter(logical_id, props),
-        )
-
-    def _dead_letter(
-        self, logical_id: str, props: dict[str, Any]
-    ) -> Destination | None:
-        for name in ("DeadLetterQueue", "DeadLetterConfig"):
-            spec = props.get(name)
-            if spec is None:
-                continue
-            if not isinstance(spec, dict) or not spec.get("TargetArn"):
-                raise self.fail(logical_id, name, "expected a mapping with TargetArn")
-            return self._destination(logical_id, name, str(spec["TargetArn"]), "")
-        return None
-
-    def _destination(
-        self, logical_id: str, where: str, raw: str, kind: str
-    ) -> Destination | None:
-        """A file (``file:///abs/path`` or a path relative to the template's folder)
-        or a function (its name, logical id or ARN); None for a service lamina lacks.
-        """
-        if raw.startswith("file://"):
-            return Destination("file", str(Path(raw.removeprefix("file://"))))
-        if not raw.startswith("arn:") and ("/" in raw or "." in raw):
-            return Destination("file", str((self.base / raw).resolve()))
-        try:
-            if kind not in ("", "Lambda"):  # SQS, SNS, EventBridge, S3
-                raise InvalidParameterValue(kind)
-            ref = parse_function_name(raw)
-        except InvalidParameterValue:
-            if kind == "Lambda":
-                raise self.fail(
-                    logical_id, where, f"{raw!r} is not a function"
-                ) from None
-            self.warn(
-                f"{logical_id}: {where} {raw} is not a function or a file; "
-                "no records are sent there locally"
-            )
-            return None
-        return Destination("function", ref.name)
-
     def _resolve_property(self, logical_id: str, name: str, value: Any) -> Any:
         try:
             return self.resolve(value, logical_id)
-        except _BadValue as exc:
+        except BadValue as exc:
             raise self.fail(logical_id, name, str(exc)) from None
 
     def _runtime(self, logical_id: str, props: dict[str, Any]) -> str | None:
@@ -513,7 +295,7 @@ class _Reader:
                 raise self.fail(logical_id, exc.field, exc.message) from None
         return runtime
 
-    def _int(self, logical_id: str, props: dict[str, Any], spec: _Bounded) -> int:
+    def _int(self, logical_id: str, props: dict[str, Any], spec: Bounded) -> int:
         name, low, high, unit = spec.name, spec.low, spec.high, spec.unit
         field_name = f"{spec.parent}.{name}" if spec.parent else name
         value = props.get(name, spec.default)
