@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: .lamina/ next to the template)",
     )
     serve.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=600.0,
+        help="end an execution environment idle this long (default 600)",
+    )
+    serve.add_argument(
         "--async-retry-delay",
         metavar="SECONDS",
         type=_positive_seconds,
@@ -300,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         concurrency_limit=args.max_concurrency,
         state_dir=Path(state_dir),
         async_retry_delay=args.async_retry_delay,
+        idle_timeout=args.idle_timeout,
     )
 
     def ready(host: str, port: int) -> None:

@@ -152,3 +152,36 @@ def test_a_burst_gets_one_environment_per_concurrent_invoke(
     request_id = third["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     (report,) = served.output.wait(f"REPORT RequestId: {request_id}")
     assert "Init Duration" not in report
+
+
+def test_an_idle_environment_is_ended_and_the_next_invoke_is_cold(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    code_dir(tmp_path)
+    served = serve(
+        "Resources:" + function_yaml("echo", "behave.echo"), "--idle-timeout", "1"
+    )
+    first = _invoke(served, "echo")
+    pid = first["Body"]["pid"]
+
+    assert wait_for(lambda: not pid_alive(pid), 10, "the idle environment to be ended")
+    second = _invoke(served, "echo")
+    assert second["Body"]["pid"] != pid
+    request_id = second["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    (report,) = served.output.wait(f"REPORT RequestId: {request_id}")
+    assert "Init Duration" in report
+
+
+def test_a_busy_environment_is_not_ended_for_idleness(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    code_dir(tmp_path)
+    served = serve(
+        "Resources:" + function_yaml("sleepy", "behave.sleep", Timeout=10),
+        "--idle-timeout",
+        "0.3",
+    )
+    # An invoke longer than the idle timeout runs to its end.
+    answer = _invoke(served, "sleepy", {"seconds": 1.5})
+    assert "FunctionError" not in answer
+    assert answer["Body"]["slept"] is True

@@ -106,6 +106,7 @@ class ExecutionEnvironment:
         self._active: dict[str, list[str]] = {}
         self.capacity = max(1, config.max_concurrency)
         self.in_flight = 0  # invokes taken on, from the moment they chose it
+        self.idle_since = time.monotonic()
         self._started: asyncio.Future[InitFailure | None] = (
             asyncio.get_running_loop().create_future()
         )
@@ -225,6 +226,14 @@ class ExecutionEnvironment:
 
     def release(self) -> None:
         self.in_flight -= 1
+        if self.in_flight == 0:
+            self.idle_since = time.monotonic()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the environment last had an invoke in flight (0 if busy)."""
+        if self.in_flight or self.state is not State.IDLE:
+            return 0.0
+        return now - self.idle_since
 
     async def _start(self, timeout_s: float) -> InitFailure | None:
         loop = asyncio.get_running_loop()

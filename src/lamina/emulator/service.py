@@ -58,6 +58,7 @@ SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
 CLIENT_CONTEXT_LIMIT = 3583
 DEFAULT_CONCURRENCY_LIMIT = 1000
+DEFAULT_IDLE_TIMEOUT_S = 600.0
 LAMBDA_PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 
 
@@ -310,6 +311,7 @@ class LambdaService:
         concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
         state_dir: Path | None = None,
         async_retry_delay: float = 60.0,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.functions = functions
         self.sink = sink or StreamSink()
@@ -325,6 +327,9 @@ class LambdaService:
         self._starting: asyncio.Lock | None = None
         self.closing = False
         self._deps: dict[str, Path | None] = {}
+        # Lambda ends execution environments that stay idle; None keeps them.
+        self.idle_timeout = idle_timeout
+        self._reaper: asyncio.Task[None] | None = None
 
     # -- set-up ----------------------------------------------------------------
 
@@ -437,6 +442,31 @@ class LambdaService:
         self.pool(request.ref)
         validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
 
+    def start_reaper(self) -> None:
+        """End environments idle longer than ``idle_timeout``, in the background."""
+        if self.idle_timeout is not None and self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        assert self.idle_timeout is not None
+        period = min(max(self.idle_timeout / 4, 0.05), 5.0)
+        while not self.closing:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for env in list(self.environments):
+                if env.idle_for(now) > self.idle_timeout:
+                    # A shutdown Lambda chose: the runtime and extensions hear
+                    # SIGTERM / SHUTDOWN, then the environment is gone.
+                    logger.info(
+                        "%s: ending an environment idle for %.0f s",
+                        env.config.name,
+                        env.idle_for(now),
+                    )
+                    self.environments.discard(env)
+                    await env.stop()
+            for pool in self.pools.values():
+                pool.warm = [each for each in pool.warm if each.state is not State.DEAD]
+
     async def start_events(self) -> EventWorker:
         """Open the queue of Event invokes and run what a stopped service left in it."""
         self._starting = self._starting or asyncio.Lock()
@@ -495,6 +525,9 @@ class LambdaService:
     async def close(self) -> None:
         """Stop every environment; invokes in flight end, none start from now on."""
         self.closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         if self.events is not None:
             # Events running now stay recorded as running: the next start retries them.
             await self.events.stop()
