@@ -310,7 +310,7 @@ class ExecutionEnvironment:
                 self._freezer.freeze()
             return None
 
-        failure = await self._init_failure(init_error)
+        failure = await self._init_failure(init_error, timeout_s)
         await self.stop(reason=FAILURE)
         return failure
 
@@ -329,7 +329,7 @@ class ExecutionEnvironment:
         )
 
     async def _init_failure(
-        self, init_error: asyncio.Future[RuntimeResult]
+        self, init_error: asyncio.Future[RuntimeResult], timeout_s: float
     ) -> InitFailure:
         if init_error.done():
             result = init_error.result()
@@ -353,7 +353,7 @@ class ExecutionEnvironment:
         return InitFailure(
             TIMED_OUT,
             platform_error(
-                TIMED_OUT, f"Init phase did not complete in {INIT_TIMEOUT_S:.0f} s"
+                TIMED_OUT, f"Init phase did not complete in {timeout_s:.2f} seconds"
             ),
             "timeout",
         )
