@@ -111,7 +111,9 @@ def test_init_phase_is_bounded_at_ten_seconds(
     assert answer["FunctionError"] == "Unhandled"
     # The retried init ran under the function's 2 s timeout, and says so.
     assert answer["Body"]["errorType"] == "Sandbox.Timedout"
-    assert answer["Body"]["errorMessage"] == "Init phase did not complete in 2.00 seconds"
+    assert (
+        answer["Body"]["errorMessage"] == "Init phase did not complete in 2.00 seconds"
+    )
     assert served.output.wait(
         r"INIT_REPORT Init Duration: 1\d{4}\.\d\d ms\tPhase: init"
         r"\tStatus: timeout"
