@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Served, code_dir, function_yaml
+from tests.conftest import Served, code_dir, function_yaml, wait_for
 
 
 def _template(tmp_path: Path) -> str:
@@ -86,9 +86,9 @@ def test_background_threads_make_no_progress_between_invokes(
     counter = tmp_path / "counter"
 
     payload, _, _ = _invoke(served, "ticker", {"path": str(counter)})
-    time.sleep(0.1)
+    wait_for(lambda: _state(payload["pid"]) == "T", 5, "the idle environment to stop")
     frozen_at = counter.stat().st_size
-    time.sleep(1)
+    time.sleep(1)  # the window watched: a running thread would tick 20 times
 
     assert counter.stat().st_size == frozen_at
     assert _state(payload["pid"]) == "T"

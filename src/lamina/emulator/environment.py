@@ -307,7 +307,7 @@ class ExecutionEnvironment:
         if ready.done() and not init_error.done():
             self.state = State.IDLE
             if not self.in_flight:
-                self._freezer.freeze()
+                self._freezer.freeze_soon()
             return None
 
         failure = await self._init_failure(init_error, timeout_s)
@@ -470,7 +470,7 @@ class ExecutionEnvironment:
             return
         self._watchdog.stop()
         if not self.in_flight and self.state is State.IDLE:
-            self._freezer.freeze()
+            self._freezer.freeze_soon()
 
     def _process_groups(self) -> list[int]:
         groups = self._extensions.pids()
