@@ -270,6 +270,7 @@ def _invoke(args: argparse.Namespace) -> int:
     service = load_service(args.template, sink=_log_sink(StreamSink(), args.log_file))
 
     async def once() -> Any:
+        service.adopt_orphans()
         try:
             return await service.invoke(
                 InvokeRequest(_function_ref(service, args.name), payload)

@@ -190,3 +190,38 @@ def test_a_busy_environment_is_not_ended_for_idleness(
     answer = _invoke(served, "sleepy", {"seconds": 1.5})
     assert "FunctionError" not in answer
     assert answer["Body"]["slept"] is True
+
+
+def test_a_process_left_in_its_own_session_ends_with_the_service(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    code_dir(tmp_path)
+    served = serve("Resources:" + function_yaml("leaver", "edges.leave_behind"))
+    body = _invoke(served, "leaver")["Body"]
+    assert pid_alive(body["pid"])
+
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=15) == 0
+    assert wait_for(
+        lambda: not pid_alive(body["pid"]), 5, "the left-behind process to end"
+    )
+    assert not pid_alive(body["handler_pid"])
+
+
+def test_a_process_left_behind_by_an_ended_environment_is_ended_too(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    code_dir(tmp_path)
+    served = serve(
+        "Resources:" + function_yaml("leaver", "edges.leave_behind"),
+        "--idle-timeout",
+        "1",
+    )
+    body = _invoke(served, "leaver")["Body"]
+    # Once the idle environment is ended, its orphan comes to the service, which
+    # ends it while still running.
+    assert wait_for(
+        lambda: not pid_alive(body["handler_pid"]), 10, "the environment to end"
+    )
+    assert wait_for(lambda: not pid_alive(body["pid"]), 10, "the orphan to be ended")
+    assert served.process.poll() is None

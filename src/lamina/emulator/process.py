@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ChildProcess:
@@ -26,10 +27,19 @@ class ChildProcess:
         self._exited: asyncio.Future[int] = loop.create_future()
         self._watch(loop)
 
+    # Every process started through here, while it runs: what is not in this set
+    # among the service's children is an orphan it adopted.
+    running: ClassVar[set[int]] = set()
+
     @classmethod
     def spawn(cls, argv: list[str], **options: Any) -> ChildProcess:
         """Start ``argv``; ``options`` go to ``subprocess.Popen``."""
-        return cls(subprocess.Popen(argv, **options))
+        child = cls(subprocess.Popen(argv, **options))
+        ChildProcess.running.add(child.pid)
+        child._exited.add_done_callback(
+            lambda _: ChildProcess.running.discard(child.pid)
+        )
+        return child
 
     @property
     def returncode(self) -> int | None:
@@ -66,3 +76,47 @@ class ChildProcess:
     def _settle(self, code: int) -> None:
         if not self._exited.done():
             self._exited.set_result(code)
+
+
+# -- orphans -----------------------------------------------------------------------
+#
+# A function can start a process in a session of its own (setsid): ending the
+# environment's process group does not reach it, and without cgroups nothing else
+# would. As a child subreaper the service becomes the parent of such orphans when
+# their own parents end, so it can find them among its children and end them.
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux); False where impossible."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                found.update(int(child) for child in listing.read().split())
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def end_orphans(known: set[int]) -> list[int]:
+    """SIGKILL and reap this process's children that are not in ``known``."""
+    ended = []
+    for pid in children_of(os.getpid()) - known:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+        ended.append(pid)
+    return ended

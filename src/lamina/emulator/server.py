@@ -27,6 +27,7 @@ async def serve(
     """Serve until a stop signal; then stop every execution environment."""
     try:
         await service.start_events()
+        service.adopt_orphans()
         service.start_reaper()
         server = await http.serve(InvokeAPI(service).handle, host, port)
     except OSError as exc:

@@ -48,6 +48,7 @@ from lamina.emulator.logs import (
     Report,
     StreamSink,
 )
+from lamina.emulator.process import ChildProcess, become_subreaper, end_orphans
 from lamina.emulator.runtime_api import MAX_RESPONSE_BYTES as MAX_RESPONSE
 from lamina.emulator.runtime_api import RESPONSE_TOO_LARGE
 from lamina.emulator.streams import ResponseStream, StreamError
@@ -330,6 +331,7 @@ class LambdaService:
         # Lambda ends execution environments that stay idle; None keeps them.
         self.idle_timeout = idle_timeout
         self._reaper: asyncio.Task[None] | None = None
+        self.adopts_orphans = False
 
     # -- set-up ----------------------------------------------------------------
 
@@ -442,19 +444,31 @@ class LambdaService:
         self.pool(request.ref)
         validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
 
+    def adopt_orphans(self) -> None:
+        """Become the parent of processes functions leave behind, to end them."""
+        self.adopts_orphans = become_subreaper()
+
+    def end_orphans(self) -> None:
+        if self.adopts_orphans:
+            for pid in end_orphans(ChildProcess.running):
+                logger.info("ended pid %d, left behind by a function", pid)
+
     def start_reaper(self) -> None:
-        """End environments idle longer than ``idle_timeout``, in the background."""
-        if self.idle_timeout is not None and self._reaper is None:
+        """End idle environments and what functions left behind, in the background."""
+        if self._reaper is None and (
+            self.idle_timeout is not None or self.adopts_orphans
+        ):
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:
-        assert self.idle_timeout is not None
-        period = min(max(self.idle_timeout / 4, 0.05), 5.0)
+        idle_timeout = self.idle_timeout or float("inf")
+        period = min(max(idle_timeout / 4, 0.05), 1.0)
         while not self.closing:
             await asyncio.sleep(period)
+            self.end_orphans()
             now = time.monotonic()
             for env in list(self.environments):
-                if env.idle_for(now) > self.idle_timeout:
+                if env.idle_for(now) > idle_timeout:
                     # A shutdown Lambda chose: the runtime and extensions hear
                     # SIGTERM / SHUTDOWN, then the environment is gone.
                     logger.info(
@@ -540,6 +554,7 @@ class LambdaService:
         deadline = asyncio.get_running_loop().time() + 1.0
         while self.in_flight() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        self.end_orphans()
         self.sink.flush()
 
     def in_flight(self) -> int:

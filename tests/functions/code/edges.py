@@ -46,3 +46,12 @@ def empty_stream(event, context):
 def late_prelude(event, context):
     yield "data first"
     yield http_response(200)
+
+
+def leave_behind(event, context):
+    # A process in a session of its own: the environment's process group does not
+    # hold it.
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "301"], start_new_session=True)
+    return {"pid": child.pid, "handler_pid": os.getpid()}
