@@ -171,7 +171,14 @@ def enforcements() -> list[Enforcement]:
         Enforcement(
             "freezing between invokes",
             True,
-            "SIGSTOP to the process groups when idle, SIGCONT before the next event",
+            f"SIGSTOP to the process groups {FREEZE_AFTER_S * 1000:.0f} ms after the "
+            "environment goes idle, SIGCONT before the next event",
+        ),
+        Enforcement(
+            "processes left behind",
+            True,
+            "lamina serve adopts what a function starts in a session of its own (child "
+            "subreaper) and ends it",
         ),
         Enforcement(
             "processes and threads (1,024)",
