@@ -128,6 +128,10 @@ class Served:
     output: Output
     process: subprocess.Popen[str]
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def client(self, **config: object) -> object:
         import boto3
         from botocore.config import Config
@@ -140,6 +144,36 @@ class Served:
             aws_secret_access_key="testing",
             config=Config(retries={"max_attempts": 0}, read_timeout=60, **config),
         )
+
+
+def post(
+    url: str, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One POST on a fresh connection: status, headers, body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "", parts.port, timeout=60
+    )
+    try:
+        connection.request("POST", path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def raw_exchange(port: int, raw: bytes) -> bytes:
+    """Send bytes as they are, close the sending side, read all that comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
 
 
 def start_serve(template: Path, *extra: str) -> Served:

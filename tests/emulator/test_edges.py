@@ -18,6 +18,7 @@ from tests.conftest import (
     code_dir,
     function_yaml,
     pid_alive,
+    post,
     start_serve,
     stop_process,
     wait_for,
@@ -56,21 +57,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _url(service: Served, path: str, body: object) -> tuple[int, dict[str, str], bytes]:
-    parts = urlsplit(service.url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or "", parts.port, timeout=30
-    )
-    try:
-        connection.request(
-            "POST",
-            path,
-            body=json.dumps(body),
-            headers={"Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
+    headers = {"Content-Type": "application/json"}
+    return post(service.url, path, json.dumps(body).encode(), headers)
 
 
 BAD_GATEWAY = b'{"message":"Internal Server Error"}'

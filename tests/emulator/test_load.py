@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +17,8 @@ from tests.conftest import (
     code_dir,
     function_yaml,
     pid_alive,
+    post,
+    raw_exchange,
     start_serve,
     stop_process,
 )
@@ -43,16 +42,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _post(served: Served, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-    parts = urlsplit(served.url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or "", parts.port, timeout=60
-    )
-    try:
-        connection.request("POST", path, body=body)
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
+    return post(served.url, path, body)
 
 
 def test_a_burst_beyond_reserved_concurrency_is_answered_exactly_once(
@@ -126,19 +116,6 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop_process(served.process)
 
 
-def _raw_exchange(served: Served, raw: bytes) -> bytes:
-    parts = urlsplit(served.url)
-    with socket.create_connection(
-        (parts.hostname or "", parts.port or 0), timeout=10
-    ) as sock:
-        sock.sendall(raw)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-        return received
-
-
 @settings(
     max_examples=120,
     deadline=None,
@@ -155,7 +132,7 @@ def test_malformed_requests_get_an_http_answer_and_the_service_keeps_serving(
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n" + "".join(
         f"{name}: {value}\r\n" for name, value in headers
     )
-    received = _raw_exchange(attacked, head.encode() + b"\r\n" + body)
+    received = raw_exchange(attacked.port, head.encode() + b"\r\n" + body)
 
     # Whatever came in, whatever went out is HTTP, and never a 5xx of lamina's own.
     if received:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from lamina.emulator.http import serve
 from lamina.emulator.runtime_api import RuntimeAPIHandler, is_streamed_response
+from tests.conftest import raw_exchange
 
 _ROUTES = st.sampled_from(
     [
@@ -63,16 +63,6 @@ def runtime_api() -> Iterator[int]:
     loop.close()
 
 
-def _exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(raw)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-        return received
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -103,12 +93,12 @@ def test_malformed_runtime_calls_get_an_answer(
     head = f"{method} {route} HTTP/1.1\r\nHost: x\r\n" + "".join(
         h + "\r\n" for h in headers
     )
-    received = _exchange(runtime_api, head.encode() + b"\r\n" + body)
+    received = raw_exchange(runtime_api, head.encode() + b"\r\n" + body)
     if received:
         assert received.startswith(b"HTTP/1.1 ")
         assert int(received.split(b" ", 2)[1]) < 500, received[:300]
     # Still serving: a well-formed call for an unknown invocation gets its 400.
-    answer = _exchange(
+    answer = raw_exchange(
         runtime_api,
         b"POST /2018-06-01/runtime/invocation/nope/response HTTP/1.1\r\nHost: x\r\n"
         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
