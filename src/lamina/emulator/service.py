@@ -234,15 +234,14 @@ class FunctionPool:
         outcome = await env.invoke(pending, max(config.timeout_s - spent, 0.001))
         # The most recently used last, so the next invoke takes the warmest; the
         # environments that ended (timeouts, crashes, failed inits) are let go.
-        alive = env.state is not State.DEAD
-        self.warm = [
-            each
-            for each in self.warm
-            if each is not env and each.state is not State.DEAD
-        ] + ([env] if alive else [])
-        self.service.environments = {
-            each for each in self.service.environments if each.state is not State.DEAD
-        }
+        if (self.warm and self.warm[-1] is not env) or env.state is State.DEAD:
+            alive = env.state is not State.DEAD
+            self.warm = [
+                each
+                for each in self.warm
+                if each is not env and each.state is not State.DEAD
+            ] + ([env] if alive else [])
+            self.service.forget_ended()
         if init_lines:
             outcome = Outcome(
                 outcome.request_id,
@@ -444,6 +443,12 @@ class LambdaService:
         self.pool(request.ref)
         validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
 
+    def forget_ended(self) -> None:
+        """Let go of the environments that ended (timeouts, crashes, failed inits)."""
+        self.environments = {
+            each for each in self.environments if each.state is not State.DEAD
+        }
+
     def adopt_orphans(self) -> None:
         """Become the parent of processes functions leave behind, to end them."""
         self.adopts_orphans = become_subreaper()
@@ -480,6 +485,7 @@ class LambdaService:
                     await env.stop()
             for pool in self.pools.values():
                 pool.warm = [each for each in pool.warm if each.state is not State.DEAD]
+            self.forget_ended()
 
     async def start_events(self) -> EventWorker:
         """Open the queue of Event invokes and run what a stopped service left in it."""
