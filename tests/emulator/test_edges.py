@@ -253,3 +253,13 @@ def _runtime_pids(parent: int) -> list[int]:
             return [int(pid) for pid in children.read().split()]
     except OSError:
         return []
+
+
+@pytest.mark.parametrize("token", ["NaN", "[Infinity]", '{"x": -Infinity}'])
+def test_javascript_numbers_are_not_a_json_payload(service: Served, token: str) -> None:
+    status, headers, body = post(
+        service.url, "/2015-03-31/functions/echo/invocations", token.encode()
+    )
+    assert status == 400
+    assert headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+    assert "Non-standard token" in json.loads(body)["message"]

@@ -96,13 +96,18 @@ def validate_payload(payload: bytes, limit: int, operation: str) -> bytes:
     if not payload.strip():
         return b"{}"
     try:
-        json.loads(payload)
+        json.loads(payload, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestContent(
             f"Could not parse request body into json: Could not parse payload into json: "
             f"{exc}"
         ) from exc
     return payload
+
+
+def _not_json(name: str) -> None:
+    # NaN and Infinity are JavaScript, not JSON: Lambda refuses them in a payload.
+    raise ValueError(f"Non-standard token '{name}'")
 
 
 def decode_client_context(raw: str | None) -> str | None:
