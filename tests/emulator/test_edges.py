@@ -263,3 +263,19 @@ def test_javascript_numbers_are_not_a_json_payload(service: Served, token: str) 
     assert status == 400
     assert headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
     assert "Non-standard token" in json.loads(body)["message"]
+
+
+def test_an_event_invoke_with_a_bad_client_context_is_refused_at_once(
+    service: Served,
+) -> None:
+    status, headers, _ = post(
+        service.url,
+        "/2015-03-31/functions/echo/invocations",
+        b"{}",
+        {"X-Amz-Invocation-Type": "Event", "X-Amz-Client-Context": "not base64 json!"},
+    )
+    assert status == 400
+    assert headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+    # Nothing was taken from the function: it still answers.
+    status, _, _ = post(service.url, "/2015-03-31/functions/echo/invocations", b"{}")
+    assert status == 200

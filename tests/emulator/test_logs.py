@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from lamina.emulator.logs import (
     TAIL_BYTES,
     JsonLinesSink,
-    NullSink,
     PlatformLog,
     Report,
     StreamSink,
@@ -290,10 +289,6 @@ def test_stream_sink_survives_a_closed_stream() -> None:
     stream.close()
 
     StreamSink(stream).write("fn", "lost")  # must not raise
-
-
-def test_null_sink_takes_anything() -> None:
-    NullSink().write("fn", "anything")
 
 
 # -- the JSON log format ---------------------------------------------------------------

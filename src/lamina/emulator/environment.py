@@ -181,7 +181,10 @@ class ExecutionEnvironment:
                 partial = partial[MAX_EVENT_BYTES:]
             self._partial = partial
             for raw in lines:
-                self._emit(raw.rstrip(b"\r").decode("utf-8", "replace"))
+                line = raw.rstrip(b"\r")
+                for start in range(0, max(len(line), 1), MAX_EVENT_BYTES):
+                    piece = line[start : start + MAX_EVENT_BYTES]
+                    self._emit(piece.decode("utf-8", "replace"))
             if once:
                 return
 

@@ -245,14 +245,6 @@ class StreamSink:
             pass
 
 
-class NullSink:
-    def write(self, function: str, line: str, request_id: str | None = None) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-
 class JsonLinesSink:
     """Appends one JSON line per record to a file: where record boundaries show.
 

@@ -133,7 +133,8 @@ class RuntimeAPIHandler:
         pending = await self._queue.get()
         self._handed[pending.request_id] = pending
         while len(self._handed) > _REMEMBERED:
-            self._handed.popitem(last=False)
+            forgotten, _ = self._handed.popitem(last=False)
+            self._abandoned.discard(forgotten)
         headers = [
             _JSON,
             ("Lambda-Runtime-Aws-Request-Id", pending.request_id),

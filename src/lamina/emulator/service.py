@@ -211,6 +211,8 @@ class FunctionPool:
     ) -> Outcome:
         config = self.config
         request_id = request.request_id or new_request_id()
+        # Everything that can refuse the invoke comes before an environment is taken.
+        client_context = decode_client_context(request.client_context)
         env = self.take_warm()
         if env is not None and await env.wait_started() is not None:
             env.release()  # it failed to start: start one of our own
@@ -229,7 +231,7 @@ class FunctionPool:
             deadline_ms=int(time.time() * 1000 + config.timeout_s * 1000),
             function_arn=self.invoked_arn(request.ref),
             trace_id=trace_id(),
-            client_context=decode_client_context(request.client_context),
+            client_context=client_context,
             tenant_id=request.tenant_id,
             stream=stream,
         )
@@ -300,9 +302,6 @@ class FunctionPool:
         self.service.environments.add(env)
         self.warm.append(env)
         return env
-
-    async def stop(self) -> None:
-        self.warm.clear()
 
 
 class LambdaService:
@@ -516,6 +515,7 @@ class LambdaService:
         """An Event invoke: queued durably, then answered; the worker runs it."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, ASYNC_PAYLOAD_LIMIT, "InvokeAsync")
+        decode_client_context(request.client_context)
         if self.closing:
             raise ServiceError("The Lambda service is stopping; no new invokes start.")
         worker = await self.start_events()

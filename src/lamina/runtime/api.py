@@ -145,18 +145,6 @@ class RuntimeAPI:
             return self.next()
         return _invocation(*self._read_response())
 
-    def post_response(
-        self, request_id: str, body: bytes, content_type: str = "application/json"
-    ) -> int:
-        """Post a result; return the status (202, or 413 when it is too large)."""
-        path = f"{API_VERSION}/runtime/invocation/{request_id}/response"
-        status, _, answer = self._request(
-            b"POST", path, body, (("Content-Type", content_type),)
-        )
-        if status not in (202, 413):
-            raise RuntimeAPIError(path, status, answer)
-        return status
-
     def post_error(
         self, request_id: str, error: bytes, error_type: str, xray_cause: str = ""
     ) -> None:
