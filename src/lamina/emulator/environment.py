@@ -37,12 +37,7 @@ from lamina.emulator.invocation import (
     State,
     platform_error,
 )
-from lamina.emulator.limits import (
-    Freezer,
-    MemoryWatchdog,
-    limit_files,
-    signal_groups,
-)
+from lamina.emulator.limits import Freezer, MemoryWatchdog, limit_files
 from lamina.emulator.logs import (
     LogSink,
     PlatformLog,
@@ -50,7 +45,7 @@ from lamina.emulator.logs import (
     timeout_line,
 )
 from lamina.emulator.memory import MemoryProbe
-from lamina.emulator.process import ChildProcess
+from lamina.emulator.process import ChildProcess, exit_reason, signal_groups
 from lamina.emulator.runtime_api import (
     RuntimeAPIHandler,
     RuntimeResult,
@@ -574,11 +569,11 @@ class ExecutionEnvironment:
                     process.send_signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_groups([process.pid], signal.SIGKILL)
             await process.wait()
         elif process is not None:
             # The leader is gone; anything it left in its group goes with it.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_groups([process.pid], signal.SIGKILL)
         await self._extensions.shutdown(reason)
         if self._memory is not None:
             self._memory.close()
@@ -596,20 +591,7 @@ def _extension_init_failure(failure: ExtensionFailure) -> InitFailure:
     return InitFailure(failure.error_type, payload, "error")
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 def _exit_message(returncode: int) -> str:
-    if returncode < 0:
-        name = {
-            signal.SIGKILL: "killed",
-            signal.SIGSEGV: "segmentation fault",
-            signal.SIGTERM: "terminated",
-            signal.SIGABRT: "aborted",
-        }.get(signal.Signals(-returncode), signal.Signals(-returncode).name)
-        return f"Runtime exited with error: signal: {name}"
     if returncode == 0:
         return "Runtime exited without providing a reason"
-    return f"Runtime exited with error: exit status {returncode}"
+    return f"Runtime exited with error: {exit_reason(returncode)}"

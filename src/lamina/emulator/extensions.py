@@ -20,10 +20,8 @@ What Lambda does, and lamina with it:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
-import os
 import signal
 import subprocess
 import time
@@ -44,7 +42,7 @@ from lamina.emulator.extensions_api import (
     shutdown_event,
 )
 from lamina.emulator.function import LATEST, FunctionConfig, Layer
-from lamina.emulator.process import ChildProcess
+from lamina.emulator.process import ChildProcess, exit_reason, signal_groups
 
 if TYPE_CHECKING:
     from lamina.emulator.invocation import PendingInvocation
@@ -74,16 +72,7 @@ def find_extensions(layers: Iterable[Layer]) -> dict[str, Path]:
 
 
 def exit_message(returncode: int) -> str:
-    if returncode < 0:
-        sig = signal.Signals(-returncode)
-        name = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated"}.get(sig)
-        return f"signal: {name or sig.name}"
-    return "exit code 0" if returncode == 0 else f"exit status {returncode}"
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    return "exit code 0" if returncode == 0 else exit_reason(returncode)
 
 
 class Extensions:
@@ -258,7 +247,7 @@ class Extensions:
         # Extensions that did not ask for SHUTDOWN are not waited for.
         for name, process in self._processes.items():
             if name not in names:
-                _kill_group(process.pid)
+                signal_groups([process.pid], signal.SIGKILL)
         deadline_ms = int((time.time() + deadline - time.monotonic()) * 1000)
         body = shutdown_event(reason, deadline_ms)
         for ext in listening:
@@ -271,7 +260,7 @@ class Extensions:
             await asyncio.wait(exits, timeout=max(0.0, deadline - time.monotonic()))
         # What is left, and whatever the extensions started.
         for process in self._processes.values():
-            _kill_group(process.pid)
+            signal_groups([process.pid], signal.SIGKILL)
         await asyncio.gather(*exits, *(p.wait() for p in self._processes.values()))
         self.api.close()
         current = asyncio.current_task()

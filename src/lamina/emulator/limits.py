@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import shutil
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lamina.emulator.memory import MemoryProbe, peak_rss_mb
+from lamina.emulator.process import signal_groups
 
 NOFILE_LIMIT = 1024
 SAMPLE_INTERVAL_S = 0.01
@@ -40,12 +40,6 @@ def limit_files() -> None:
     # RLIMIT_NPROC counts every process of the user, not of one environment, so a
     # function that forks or starts threads without bound runs here and fails on
     # Lambda. Enforcing it needs the cgroup backend (pids.max).
-
-
-def signal_groups(pgids: Iterable[int], sig: int) -> None:
-    for pgid in pgids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
 
 
 FREEZE_AFTER_S = 0.02

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -76,6 +77,27 @@ class ChildProcess:
     def _settle(self, code: int) -> None:
         if not self._exited.done():
             self._exited.set_result(code)
+
+
+def exit_reason(returncode: int) -> str:
+    """How Lambda words a process's end: ``signal: killed``, ``exit status 3``."""
+    if returncode < 0:
+        sig = signal.Signals(-returncode)
+        name = {
+            signal.SIGKILL: "killed",
+            signal.SIGSEGV: "segmentation fault",
+            signal.SIGTERM: "terminated",
+            signal.SIGABRT: "aborted",
+        }.get(sig, sig.name)
+        return f"signal: {name}"
+    return f"exit status {returncode}"
+
+
+def signal_groups(pgids: Iterable[int], sig: int) -> None:
+    """Signal whole process groups; ones already gone are no error."""
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
 
 
 # -- orphans -----------------------------------------------------------------------
