@@ -75,6 +75,10 @@ class Invocation:
 _NEXT = API_VERSION + "/runtime/invocation/next"
 
 
+def response_path(request_id: str) -> str:
+    return f"{API_VERSION}/runtime/invocation/{request_id}/response"
+
+
 def _invocation(status: int, headers: dict[str, str], body: bytes) -> Invocation:
     if status != 200:
         raise RuntimeAPIError("/runtime/invocation/next", status, body)
@@ -107,6 +111,8 @@ class RuntimeAPI:
     def __init__(self, address: str) -> None:
         self._address = split_address(address)
         self._host = address.encode("ascii")
+        # The same bytes before every event: built once.
+        self._next_request = self._message(b"GET", _NEXT, b"", ())
         self._sock: _socket.socket | None = None
         self._file: object = None
 
@@ -124,7 +130,7 @@ class RuntimeAPI:
     # -- the four calls ---------------------------------------------------------
 
     def next(self) -> Invocation:
-        status, headers, body = self._request(b"GET", _NEXT, b"", ())
+        status, headers, body = self._send_and_read(self._next_request)
         return _invocation(status, headers, body)
 
     def respond_then_next(
@@ -135,9 +141,9 @@ class RuntimeAPI:
         The ``/next`` request is already waiting when the Runtime API has taken the
         result, instead of one round trip later; and it is one system call, not two.
         """
-        path = f"{API_VERSION}/runtime/invocation/{request_id}/response"
+        path = response_path(request_id)
         post = self._message(b"POST", path, body, (("Content-Type", content_type),))
-        self._send_raw(post + self._message(b"GET", _NEXT, b"", ()))
+        self._send_raw(post + self._next_request)
         status, _, answer = self._read_response()
         if status not in (202, 413):
             raise RuntimeAPIError(path, status, answer)
@@ -198,8 +204,9 @@ class RuntimeAPI:
         body: bytes,
         headers: tuple[tuple[str, str], ...] | list[tuple[str, str]],
     ) -> tuple[int, dict[str, str], bytes]:
-        message = self._message(method, path, body, headers)
+        return self._send_and_read(self._message(method, path, body, headers))
 
+    def _send_and_read(self, message: bytes) -> tuple[int, dict[str, str], bytes]:
         # A kept-alive socket may have been closed by the server while idle: one
         # fresh connection is tried before giving up.
         reused = self._sock is not None
@@ -275,7 +282,7 @@ class StreamingPost:
 
     def __init__(self, api: RuntimeAPI, request_id: str, content_type: str) -> None:
         self._api = api
-        self.path = f"{API_VERSION}/runtime/invocation/{request_id}/response"
+        self.path = response_path(request_id)
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {api._host.decode()}\r\n"
             f"Content-Type: {content_type}\r\n"

@@ -130,6 +130,7 @@ class Runner:
         self._shared_loop = shared_loop
         self._event_loop: Any = None
         self._ids: tuple[str, str | None] = ("", None)
+        self._writes_stream = is_streaming_handler(handler)
 
     def _await(self, awaitable: Any) -> Any:
         if self._shared_loop is not None:
@@ -173,7 +174,7 @@ class Runner:
         stream = _Stream(self, request_id)
         try:
             event = unmarshal(invocation)
-            if is_streaming_handler(self.handler):
+            if self._writes_stream:
                 writes: Callable[..., Any] = self.handler
                 writes(event, ResponseWriter(stream.send), context)
                 stream.finish()
@@ -208,15 +209,9 @@ class Runner:
                 return
 
     def report(self, request_id: str, exc: Exception) -> None:
-        payload = exception_payload(exc, request_id)
-        log_error(payload)
+        error_type, document = logged_error(exc, request_id)
         cause = "" if isinstance(exc, Fault) else xray_cause(exc)
-        self.api.post_error(
-            request_id,
-            jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
-            header_error_type(payload["errorType"]),
-            cause,
-        )
+        self.api.post_error(request_id, document, header_error_type(error_type), cause)
 
     @staticmethod
     def _flush_output() -> None:
@@ -265,13 +260,17 @@ class _Stream:
         self.post.finish()
 
     def fail(self, exc: Exception) -> None:
-        payload = exception_payload(exc, self.request_id)
-        log_error(payload)
+        error_type, document = logged_error(exc, self.request_id)
         assert self.post is not None
-        self.post.fail(
-            header_error_type(payload["errorType"]),
-            jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
-        )
+        self.post.fail(header_error_type(error_type), document)
+
+
+def logged_error(exc: BaseException, request_id: str = "") -> tuple[str, bytes]:
+    """Log the error record for ``exc``; its type and JSON document for the API."""
+    payload = exception_payload(exc, request_id)
+    log_error(payload)
+    document = jsonfast.dumps(payload).encode("utf-8", "backslashreplace")
+    return str(payload["errorType"]), document
 
 
 def _make_output_safe() -> None:
@@ -359,13 +358,9 @@ def run(handler: Handler, *, concurrency: int | None = None) -> None:
 
 def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
     """Report a failed init phase and leave: Lambda starts a fresh environment."""
-    payload = exception_payload(exc)
+    _, document = logged_error(exc)
     error_type = exc.error_type if isinstance(exc, Fault) else "Runtime.Unknown"
-    log_error(payload)
-    api.post_init_error(
-        jsonfast.dumps(payload).encode("utf-8", "backslashreplace"),
-        error_type,
-    )
+    api.post_init_error(document, error_type)
     sys.exit(1)
 
 
