@@ -178,11 +178,9 @@ class InvokeAPI:
                 "InvokeWithResponseStream does not take InvocationType Event"
             )
         invoke = dataclasses.replace(invoke, request_id=str(uuid.uuid4()))
-        self.service.accept(invoke)
+        accepted = self.service.accept(invoke)
         stream = ResponseStream(live=True)
-        task = asyncio.get_running_loop().create_task(
-            self.service.invoke(invoke, stream)
-        )
+        task = asyncio.get_running_loop().create_task(accepted.run(stream))
 
         async def messages() -> AsyncIterator[bytes]:
             async for chunk in stream.chunks():
@@ -222,11 +220,9 @@ class InvokeAPI:
         return _http(_buffered_answer(outcome.payload, outcome.is_error, prelude))
 
     async def _url_stream(self, invoke: InvokeRequest) -> Response:
-        self.service.accept(invoke)
+        accepted = self.service.accept(invoke)
         stream = ResponseStream(live=True)
-        task = asyncio.get_running_loop().create_task(
-            self.service.invoke(invoke, stream)
-        )
+        task = asyncio.get_running_loop().create_task(accepted.run(stream))
         chunks = stream.chunks()
 
         # The status line waits for the prelude (or, for a plain stream, the first

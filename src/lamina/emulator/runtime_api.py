@@ -42,6 +42,19 @@ class RuntimeResult:
     message: str = ""
 
 
+def response_too_large_message(size: int) -> str:
+    return (
+        f"Response payload size ({size} bytes) exceeded maximum allowed "
+        f"payload size ({MAX_RESPONSE_BYTES} bytes)."
+    )
+
+
+def too_large(message: str) -> RuntimeResult:
+    """The platform's ``Function.ResponseSizeTooLarge`` in place of an answer."""
+    body = json.dumps({"errorMessage": message, "errorType": RESPONSE_TOO_LARGE})
+    return RuntimeResult(False, body.encode(), RESPONSE_TOO_LARGE, True, message)
+
+
 def _answer(status: int, error_type: str, message: str) -> Response:
     body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
     return Response(status, body, [_JSON])
@@ -174,18 +187,10 @@ class RuntimeAPIHandler:
         stream.content_type = request.header("content-type") or "application/json"
         size = len(request.body)
         if size > MAX_RESPONSE_BYTES:
-            message = (
-                f"Response payload size ({size} bytes) exceeded maximum allowed "
-                f"payload size ({MAX_RESPONSE_BYTES} bytes)."
-            )
-            body = json.dumps(
-                {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
-            ).encode()
-            pending.result.set_result(
-                RuntimeResult(False, body, RESPONSE_TOO_LARGE, True, message)
-            )
-            stream.close(StreamError(RESPONSE_TOO_LARGE, body))
-            return _answer(413, "RequestEntityTooLarge", message)
+            result = too_large(response_too_large_message(size))
+            pending.result.set_result(result)
+            stream.close(StreamError(RESPONSE_TOO_LARGE, result.body))
+            return _answer(413, "RequestEntityTooLarge", result.message)
         stream.push(request.body)
         stream.close()
         pending.result.set_result(RuntimeResult(True, request.body))
@@ -208,14 +213,9 @@ class RuntimeAPIHandler:
                 continue
             size += len(chunk)
             if size > STREAM_LIMIT:
-                message = f"Response stream exceeded {STREAM_LIMIT} bytes."
-                body = json.dumps(
-                    {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
-                ).encode()
-                stream.close(StreamError(RESPONSE_TOO_LARGE, body))
-                pending.result.set_result(
-                    RuntimeResult(False, body, RESPONSE_TOO_LARGE, True, message)
-                )
+                result = too_large(f"Response stream exceeded {STREAM_LIMIT} bytes.")
+                stream.close(StreamError(RESPONSE_TOO_LARGE, result.body))
+                pending.result.set_result(result)
                 continue
             parts.append(chunk)
             stream.push(chunk)

@@ -50,7 +50,7 @@ from lamina.emulator.logs import (
 )
 from lamina.emulator.process import ChildProcess, become_subreaper, end_orphans
 from lamina.emulator.runtime_api import MAX_RESPONSE_BYTES as MAX_RESPONSE
-from lamina.emulator.runtime_api import RESPONSE_TOO_LARGE
+from lamina.emulator.runtime_api import response_too_large_message, too_large
 from lamina.emulator.streams import ResponseStream, StreamError
 
 logger = logging.getLogger(__name__)
@@ -304,6 +304,25 @@ class FunctionPool:
         return env
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An invoke that passed every check: run it (once)."""
+
+    pool: FunctionPool
+    request: InvokeRequest
+    payload: bytes
+
+    async def run(self, stream: ResponseStream | None = None) -> Outcome:
+        outcome = await self.pool.invoke(self.request, self.payload, stream)
+        size = len(outcome.payload)
+        if (stream is None or not stream.live) and size > MAX_RESPONSE:
+            # A streamed response, joined for a caller that waits for all of it,
+            # is held to the buffered limit.
+            too_big = too_large(response_too_large_message(size))
+            outcome = dataclasses.replace(outcome, payload=too_big.body, is_error=True)
+        return outcome
+
+
 class LambdaService:
     """Every function of a template, ready to be invoked."""
 
@@ -420,28 +439,15 @@ class LambdaService:
         self, request: InvokeRequest, stream: ResponseStream | None = None
     ) -> Outcome:
         """A synchronous (RequestResponse) invoke; ``stream`` gets the chunks live."""
-        pool, payload = self.accept(request)
-        outcome = await pool.invoke(request, payload, stream)
-        if (stream is None or not stream.live) and len(outcome.payload) > MAX_RESPONSE:
-            # A streamed response, joined for a caller that waits for all of it,
-            # is held to the buffered limit.
-            message = (
-                f"Response payload size ({len(outcome.payload)} bytes) exceeded maximum "
-                f"allowed payload size ({MAX_RESPONSE} bytes)."
-            )
-            error = {"errorMessage": message, "errorType": RESPONSE_TOO_LARGE}
-            outcome = dataclasses.replace(
-                outcome, payload=json.dumps(error).encode(), is_error=True
-            )
-        return outcome
+        return await self.accept(request).run(stream)
 
-    def accept(self, request: InvokeRequest) -> tuple[FunctionPool, bytes]:
+    def accept(self, request: InvokeRequest) -> Accepted:
         """Everything that can refuse an invoke before it starts, checked at once."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
         decode_client_context(request.client_context)
         pool.check_capacity()
-        return pool, payload
+        return Accepted(pool, request, payload)
 
     def dry_run(self, request: InvokeRequest) -> None:
         self.pool(request.ref)
