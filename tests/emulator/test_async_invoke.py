@@ -64,13 +64,10 @@ def send(served: Served, name: str, event: dict[str, object]) -> str:
     return str(answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"])
 
 
-def test_failed_event_is_retried_then_succeeds(
-    tmp_path: Path, started: list[Served]
-) -> None:
-    runs, successes = tmp_path / "runs.jsonl", tmp_path / "ok.jsonl"
-    config = (
-        f"{{DestinationConfig: {{OnSuccess: {{Type: SQS, Destination: {successes}}}}}}}"
-    )
+def serve_flaky(
+    tmp_path: Path, started: list[Served], runs: Path, config: str
+) -> Served:
+    """A service with one function, Flaky, whose runs go to ``runs``."""
     path = template(
         tmp_path,
         function_yaml(
@@ -80,7 +77,17 @@ def test_failed_event_is_retried_then_succeeds(
             EventInvokeConfig=config,
         ),
     )
-    served = serve(started, path, tmp_path / "state")
+    return serve(started, path, tmp_path / "state")
+
+
+def test_failed_event_is_retried_then_succeeds(
+    tmp_path: Path, started: list[Served]
+) -> None:
+    runs, successes = tmp_path / "runs.jsonl", tmp_path / "ok.jsonl"
+    config = (
+        f"{{DestinationConfig: {{OnSuccess: {{Type: SQS, Destination: {successes}}}}}}}"
+    )
+    served = serve_flaky(tmp_path, started, runs, config)
 
     request_id = send(served, "Flaky", {"id": 1, "succeed_on": 3})
 
@@ -113,16 +120,7 @@ def test_retries_exhausted_go_to_the_failure_destination(
         f"{{{limit}DestinationConfig: "
         "{OnFailure: {Type: SQS, Destination: failures.jsonl}}}"
     )
-    path = template(
-        tmp_path,
-        function_yaml(
-            "Flaky",
-            "async_events.flaky",
-            Environment=out_env(runs),
-            EventInvokeConfig=config,
-        ),
-    )
-    served = serve(started, path, tmp_path / "state")
+    served = serve_flaky(tmp_path, started, runs, config)
 
     request_id = send(served, "Flaky", {"id": 1, "succeed_on": 99})
 
