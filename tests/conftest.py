@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CODE = Path(__file__).resolve().parent / "functions" / "code"
 LAMINA = str(Path(sys.executable).parent / "lamina")
 RIE = Path(sys.executable).parent / "aws-lambda-rie"
+# Most tests' functions report back through files outside /tmp, which the
+# namespaces sandbox makes read-only: they run on the fallback backend, and
+# tests/emulator/test_sandbox.py covers the sandbox and each backend's limits.
+os.environ.setdefault("LAMINA_SANDBOX", "fallback")
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

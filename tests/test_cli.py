@@ -457,11 +457,11 @@ def test_a_log_file_that_cannot_be_opened_is_one_clear_message(project: Path) ->
 def test_doctor_names_the_backend_its_limits_and_the_interpreters(
     tmp_path: Path,
 ) -> None:
-    result = lamina("doctor", cwd=tmp_path)
+    result = lamina("doctor", "--sandbox", "fallback", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "fallback: rlimits + memory watchdog + SIGSTOP/SIGCONT freezing" in out
+    assert "backend: fallback limits (rlimits, memory watchdog, SIGSTOP)" in out
     enforced, missing = out.split("limits not enforced:")
     assert "memory (MemorySize" in enforced.split("limits enforced:")[1]
     assert "RLIMIT_NOFILE = 1024" in enforced

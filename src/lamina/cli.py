@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         "-s", "--sample", help="a bundled sample event (lamina events list)"
     )
     _add_log_file(invoke)
+    _add_sandbox(invoke)
 
     serve = commands.add_parser(
         "serve", help="run the Invoke API for a template's functions"
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "waits twice as long (default 60, about as on AWS)",
     )
     _add_log_file(serve)
+    _add_sandbox(serve)
 
     events = commands.add_parser("events", help="bundled sample events")
     event_commands = events.add_subparsers(
@@ -89,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     show = event_commands.add_parser("show", help="print one sample event as JSON")
     show.add_argument("event", metavar="NAME")
 
-    commands.add_parser(
+    doctor = commands.add_parser(
         "doctor", help="how this machine runs functions: limits, interpreters"
     )
+    _add_sandbox(doctor)
 
     demo = commands.add_parser(
         "demo", help="invoke every function of a template on its sample events"
@@ -142,6 +145,15 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of 1 or more")
     return value
+
+
+def _add_sandbox(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--sandbox",
+        choices=("auto", "namespaces", "cgroups", "fallback", "plain"),
+        help="how execution environments are isolated and limited (default auto: "
+        "the best this machine has; lamina doctor tells which)",
+    )
 
 
 def _add_log_file(command: argparse.ArgumentParser) -> None:
@@ -206,7 +218,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         from lamina.doctor import run_doctor
 
-        return run_doctor()
+        return run_doctor(args.sandbox)
     if args.command == "demo":
         from lamina.demo import run_demo
 
@@ -252,11 +264,15 @@ def _read_event(args: argparse.Namespace) -> bytes:
 
 
 def load_service(template: str | None, **options: Any) -> Any:
+    from lamina.emulator.sandbox import SandboxUnavailable
     from lamina.emulator.service import LambdaService
     from lamina.emulator.template import find_template, load_template
 
     loaded = load_template(find_template(template))
-    service = LambdaService(loaded.functions, **options)
+    try:
+        service = LambdaService(loaded.functions, **options)
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"lamina: {exc}") from exc
     service.prepare()
     return service
 
@@ -267,7 +283,11 @@ def _invoke(args: argparse.Namespace) -> int:
     from lamina.emulator.service import InvokeRequest
 
     payload = _read_event(args)
-    service = load_service(args.template, sink=_log_sink(StreamSink(), args.log_file))
+    service = load_service(
+        args.template,
+        sink=_log_sink(StreamSink(), args.log_file),
+        sandbox=args.sandbox,
+    )
 
     async def once() -> Any:
         service.adopt_orphans()
@@ -309,6 +329,7 @@ def _serve(args: argparse.Namespace) -> int:
         state_dir=Path(state_dir),
         async_retry_delay=args.async_retry_delay,
         idle_timeout=args.idle_timeout,
+        sandbox=args.sandbox,
     )
 
     def ready(host: str, port: int) -> None:
@@ -320,6 +341,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"  try: aws lambda invoke --endpoint-url http://{host}:{port} "
             f"--function-name {next(iter(service.functions))} out.json\n"
+            f"  sandbox: {service.backend.name}\n"
             "  Ctrl-C stops the service and every execution environment.",
             file=sys.stderr,
         )

@@ -3,42 +3,34 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
-from lamina.emulator import limits, pythonrt
+from lamina.emulator import pythonrt, sandbox
 
 PYTHON_VERSIONS = [f"3.{minor}" for minor in range(8, 15)]
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def cgroup_version(root: Path = CGROUP_ROOT) -> str | None:
-    """``v2``, ``v1`` or None, from how ``/sys/fs/cgroup`` is laid out."""
-    if (root / "cgroup.controllers").is_file():
-        return "v2"
-    if (root / "memory").is_dir():
-        return "v1"
-    return None
-
-
-def report() -> list[str]:
-    lines = [f"backend: {limits.BACKEND}"]
-    version = cgroup_version()
-    cgroups = f"{version} at {CGROUP_ROOT}" if version else "not found"
-    lines.append(f"cgroups: {cgroups} (not used yet)")
-    bwrap = shutil.which("bwrap")
-    lines.append(
-        f"bubblewrap: {bwrap + ' (not used yet)' if bwrap else 'not installed'}"
-    )
+def report(mode: str | None = None) -> list[str]:
+    try:
+        backend = sandbox.choose(mode)
+    except sandbox.SandboxUnavailable as exc:
+        return [f"sandbox {mode}: not available here: {exc}"]
+    lines = [f"backend: {backend.name}"]
+    if backend.hierarchy is not None:
+        lines.append(f"  {backend.hierarchy.describe()}")
+    if backend.bwrap is not None:
+        lines.append(f"  bubblewrap: {backend.bwrap.path}")
+    lines += [f"  missing: {note}" for note in backend.notes]
+    backend.close()
 
     lines.append("")
     lines.append("limits enforced:")
-    enforced = [each for each in limits.enforcements() if each.is_enforced]
-    lines += [f"  {each.limit}: {each.how}" for each in enforced]
+    enforcements = backend.enforcements()
+    lines += [f"  {e.limit}: {e.how}" for e in enforcements if e.is_enforced]
     lines.append("limits not enforced:")
-    missing = [each for each in limits.enforcements() if not each.is_enforced]
-    lines += [f"  {each.limit}: {each.how}" for each in missing]
+    missing = [f"  {e.limit}: {e.how}" for e in enforcements if not e.is_enforced]
+    lines += missing or ["  none"]
 
     lines.append("")
     lines.append("Python interpreters:")
@@ -56,6 +48,6 @@ def report() -> list[str]:
     return lines
 
 
-def run_doctor() -> int:
-    print("\n".join(report()))
+def run_doctor(mode: str | None = None) -> int:
+    print("\n".join(report(mode)))
     return 0

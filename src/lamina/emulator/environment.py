@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import os
 import signal
-import subprocess
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina.emulator import aio, http
 from lamina.emulator.extensions import (
@@ -37,14 +35,12 @@ from lamina.emulator.invocation import (
     State,
     platform_error,
 )
-from lamina.emulator.limits import Freezer, MemoryWatchdog, limit_files
 from lamina.emulator.logs import (
     LogSink,
     PlatformLog,
     Report,
     timeout_line,
 )
-from lamina.emulator.memory import MemoryProbe
 from lamina.emulator.process import ChildProcess, exit_reason, signal_groups
 from lamina.emulator.runtime_api import (
     RuntimeAPIHandler,
@@ -53,6 +49,9 @@ from lamina.emulator.runtime_api import (
 )
 from lamina.emulator.streams import StreamError
 from lamina.emulator.telemetry import TelemetryPipe
+
+if TYPE_CHECKING:
+    from lamina.emulator.sandbox import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -64,27 +63,12 @@ SHUTDOWN_GRACE_S = 0.5
 MAX_EVENT_BYTES = 256 * 1024
 
 
-def _prepare_child() -> None:
-    # If lamina itself is killed, the kernel ends the bootstrap too.
-    with contextlib.suppress(OSError, AttributeError):
-        _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    limit_files()
-
-
-_LIBC: Any = None
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
-
-
 class ExecutionEnvironment:
     """One ``bootstrap`` process, its Runtime API endpoint, and its log."""
 
-    def __init__(self, config: FunctionConfig, spec: LaunchSpec, sink: LogSink) -> None:
+    def __init__(
+        self, config: FunctionConfig, spec: LaunchSpec, sink: LogSink, backend: Backend
+    ) -> None:
         self.config = config
         self.spec = spec
         self.sink = sink
@@ -106,11 +90,10 @@ class ExecutionEnvironment:
             asyncio.get_running_loop().create_future()
         )
         self._max_memory_mb = 1
-        self._memory: MemoryProbe | None = None
-        self._watchdog: MemoryWatchdog | None = None
         self._is_out_of_memory = False
-        # Between invokes its processes are stopped, as Lambda freezes them.
-        self._freezer = Freezer(self._process_groups)
+        # Memory, processes, files, and freezing between invokes.
+        self._limits = backend.limits(config, self._process_groups, self._out_of_memory)
+        self._launcher = backend.launcher(config, self._limits)
         self._reported_cold = False
         # Its extensions: their API shares the runtime's address.
         self._extensions = Extensions(config)
@@ -253,7 +236,7 @@ class ExecutionEnvironment:
         started = time.perf_counter()
         # Extension init comes first: the runtime starts once each registered.
         extension_failure = await self._extensions.start(
-            env, write_fd, self.spec.cwd, started + timeout_s, _prepare_child
+            env, write_fd, self.spec.cwd, started + timeout_s, self._launcher
         )
         if extension_failure is not None:
             os.close(write_fd)
@@ -263,15 +246,11 @@ class ExecutionEnvironment:
             await self.stop(reason=FAILURE)
             return _extension_init_failure(extension_failure)
         try:
-            self._process = ChildProcess.spawn(
+            self._process = self._launcher.spawn(
                 self.spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                env=env,
-                cwd=self.spec.cwd,
-                start_new_session=True,
-                preexec_fn=_prepare_child,
+                env,
+                self.spec.cwd,
+                write_fd,
                 pass_fds=(self._telemetry.write_fd,),
             )
         except OSError as exc:
@@ -282,16 +261,10 @@ class ExecutionEnvironment:
         os.close(write_fd)
         self._telemetry.close_write_end()
         self.pid = self._process.pid
-        self._memory = MemoryProbe(self.pid)
-        self._watchdog = MemoryWatchdog(
-            self.config.memory_mb,
-            self._memory,
-            self._extensions.pids,
-            self._out_of_memory,
-        )
+        self._limits.started(self.pid, self._extensions.pids)
         self._exited = loop.create_task(self._process.wait())
         # The limit holds in the init phase too: a module may allocate at import.
-        self._watchdog.start()
+        self._limits.watch()
 
         # Init is over when the runtime and every extension wait for an event.
         ready = self._extensions.ready(self._api.ready)
@@ -300,12 +273,10 @@ class ExecutionEnvironment:
         waiters.add(self._extensions.failed)
         await aio.wait_first(waiters, started + timeout_s)
         self.init_duration_ms = (time.perf_counter() - started) * 1000
-        self._watchdog.stop()
         self._log_extensions()
         if ready.done() and not init_error.done():
             self.state = State.IDLE
-            if not self.in_flight:
-                self._freezer.freeze_soon()
+            self._settle()
             return None
 
         failure = await self._init_failure(init_error, timeout_s)
@@ -346,7 +317,7 @@ class ExecutionEnvironment:
         if self._exited.done():
             self._drain_output()
             message = _exit_message(self._exited.result())
-            error_type = OUT_OF_MEMORY if self._is_out_of_memory else EXIT_ERROR
+            error_type = OUT_OF_MEMORY if self._was_out_of_memory() else EXIT_ERROR
             return InitFailure(error_type, platform_error(error_type, message), "error")
         return InitFailure(
             TIMED_OUT,
@@ -375,16 +346,14 @@ class ExecutionEnvironment:
     async def invoke(self, pending: PendingInvocation, timeout_s: float) -> Outcome:
         """Hand one event to the runtime and wait for its answer, a crash or the timeout."""
         assert self._api is not None and self._exited is not None
-        assert self.pid is not None and self._memory is not None
+        assert self.pid is not None
         request_id = pending.request_id
         # Lines written before this invoke (the init phase's) open its log.
         self._active[request_id], self._lines = self._lines, []
         for line in self.platform.start(request_id):
             self._emit_own(request_id, line)
         started = time.perf_counter()
-        self._freezer.thaw()
-        assert self._watchdog is not None
-        self._watchdog.start()
+        self._limits.watch()
         marks = self._extensions.dispatch(self._api, pending)
 
         waiters: set[asyncio.Future[Any]] = {pending.result, self._exited}
@@ -464,17 +433,22 @@ class ExecutionEnvironment:
 
     def _settle(self) -> None:
         """No invoke runs any more: stop watching, and freeze until the next one."""
-        if self._active or self._watchdog is None:
-            return
-        self._watchdog.stop()
-        if not self.in_flight and self.state is State.IDLE:
-            self._freezer.freeze_soon()
+        if not self._active and not self.in_flight and self.state is State.IDLE:
+            self._limits.rest()
 
     def _process_groups(self) -> list[int]:
         groups = self._extensions.pids()
-        if self._process is not None and self._process.returncode is None:
+        if self._process is not None:
+            # Even with its leader gone, what it started may be left in the group.
             groups.append(self._process.pid)
         return groups
+
+    def _was_out_of_memory(self) -> bool:
+        if not self._is_out_of_memory and self._limits.was_out_of_memory():
+            # The kernel's OOM killer ended a process of the environment.
+            self._is_out_of_memory = True
+            self._max_memory_mb = self.config.memory_mb
+        return self._is_out_of_memory
 
     def _out_of_memory(self, used_mb: int) -> None:
         """Over ``MemorySize``: the environment is killed, as Lambda's cgroup would."""
@@ -486,18 +460,18 @@ class ExecutionEnvironment:
         )
         self._is_out_of_memory = True
         self._max_memory_mb = self.config.memory_mb
-        self._freezer.thaw()
-        signal_groups(self._process_groups(), signal.SIGKILL)
+        self._limits.kill()
 
     async def _conclude(
         self, pending: PendingInvocation, timeout_s: float
     ) -> tuple[bytes, bool, str | None, str | None]:
         """What the invoke came to: an answer, a crash, or the timeout."""
         assert self._api is not None and self._exited is not None
-        assert self._memory is not None
         request_id = pending.request_id
         status = error_type = None
-        if self._is_out_of_memory:
+        if self._is_out_of_memory or (
+            self._exited.done() and self._was_out_of_memory()
+        ):
             self._drain_output()
             message = f"RequestId: {request_id} Error: {_exit_message(-signal.SIGKILL)}"
             payload = platform_error(OUT_OF_MEMORY, message)
@@ -513,7 +487,7 @@ class ExecutionEnvironment:
                 self._emit_own(
                     request_id, f"RequestId: {request_id} Error: {result.message}"
                 )
-            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
+            self._max_memory_mb = max(self._max_memory_mb, self._limits.peak_mb())
             self._drain_output()
         elif self._exited.done():
             self._drain_output()
@@ -534,7 +508,7 @@ class ExecutionEnvironment:
             self._emit_own(request_id, line)
             self.state = State.DEAD
         else:
-            self._max_memory_mb = max(self._max_memory_mb, self._memory.peak_mb())
+            self._max_memory_mb = max(self._max_memory_mb, self._limits.peak_mb())
             message = f"Task timed out after {timeout_s:.2f} seconds"
             payload = platform_error(
                 TIMED_OUT, f"RequestId: {request_id} Error: {message}"
@@ -556,9 +530,7 @@ class ExecutionEnvironment:
         SHUTDOWN event tells them: ``spindown``, ``timeout`` or ``failure``.
         """
         self.state = State.DEAD
-        self._freezer.thaw()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self._limits.freezer.thaw()
         grace_s = self._extensions.begin_shutdown(grace_s)
         process = self._process
         if process is not None and process.returncode is None:
@@ -575,8 +547,9 @@ class ExecutionEnvironment:
             # The leader is gone; anything it left in its group goes with it.
             signal_groups([process.pid], signal.SIGKILL)
         await self._extensions.shutdown(reason)
-        if self._memory is not None:
-            self._memory.close()
+        # Whatever else still runs in the environment ends with it.
+        self._limits.kill()
+        self._limits.close()
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -23,9 +23,8 @@ import asyncio
 import errno
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from lamina.emulator.process import ChildProcess, exit_reason, signal_groups
 if TYPE_CHECKING:
     from lamina.emulator.invocation import PendingInvocation
     from lamina.emulator.runtime_api import RuntimeAPIHandler
+    from lamina.emulator.sandbox import Launcher
 
 SPINDOWN = "spindown"
 TIMEOUT = "timeout"
@@ -108,7 +108,7 @@ class Extensions:
         output_fd: int,
         cwd: str,
         deadline: float,
-        preexec: Callable[[], None],
+        launcher: Launcher,
     ) -> ExtensionFailure | None:
         """Start the external extensions; wait until each registered or one failed.
 
@@ -119,16 +119,7 @@ class Extensions:
         env = {name: value for name, value in env.items() if name not in _RUNTIME_ONLY}
         for name, path in self.paths.items():
             try:
-                process = ChildProcess.spawn(
-                    [str(path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output_fd,
-                    stderr=output_fd,
-                    env=env,
-                    cwd=cwd,
-                    start_new_session=True,
-                    preexec_fn=preexec,
-                )
+                process = launcher.spawn([str(path)], env, cwd, output_fd)
             except OSError as exc:
                 reason = {
                     errno.ENOEXEC: "exec format error",

@@ -1,6 +1,8 @@
-"""Lambda's limits for an execution environment, without cgroups.
+"""Lambda's limits for one execution environment, whichever backend enforces them.
 
-The fallback backend works for any user on any Linux machine:
+With cgroups (``CgroupLimits``) the kernel enforces memory and the 1,024
+processes, reports the peak and the OOM kill, and freezes the whole cgroup.
+The fallback (``FallbackLimits``) works for any user on any Linux machine:
 
 - **memory**: a watchdog samples the peak resident memory of the environment's
   process trees every ``SAMPLE_INTERVAL_S`` in the init and invoke phases, and
@@ -16,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import shutil
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from lamina.emulator.cgroups import Cgroup
 from lamina.emulator.memory import MemoryProbe, peak_rss_mb
 from lamina.emulator.process import signal_groups
 
 NOFILE_LIMIT = 1024
 SAMPLE_INTERVAL_S = 0.01
-BACKEND = "fallback: rlimits + memory watchdog + SIGSTOP/SIGCONT freezing"
 
 
 def limit_files() -> None:
@@ -36,25 +36,22 @@ def limit_files() -> None:
         hard = NOFILE_LIMIT
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    # TODO: Lambda's 1,024 processes and threads per environment are not enforced:
-    # RLIMIT_NPROC counts every process of the user, not of one environment, so a
-    # function that forks or starts threads without bound runs here and fails on
-    # Lambda. Enforcing it needs the cgroup backend (pids.max).
 
 
 FREEZE_AFTER_S = 0.02
 
 
 class Freezer:
-    """Stops an environment's process groups while it is idle, and continues them.
+    """Freezes an idle environment, and thaws it for the next event.
 
-    The stop comes ``FREEZE_AFTER_S`` after the environment went idle, not at once:
-    back-to-back invokes then cost no signals at all, while a handler's background
+    The freeze comes ``FREEZE_AFTER_S`` after the environment went idle, not at
+    once: back-to-back invokes then cost nothing, while a handler's background
     thread still stands still for all but those first milliseconds of idleness.
     """
 
-    def __init__(self, groups: Callable[[], list[int]]) -> None:
-        self._groups = groups
+    def __init__(self, freeze: Callable[[], None], thaw: Callable[[], None]) -> None:
+        self._freeze = freeze
+        self._thaw = thaw
         self.is_frozen = False
         self._soon: asyncio.TimerHandle | None = None
 
@@ -68,7 +65,7 @@ class Freezer:
         self._cancel()
         if not self.is_frozen:
             self.is_frozen = True
-            signal_groups(self._groups(), signal.SIGSTOP)
+            self._freeze()
 
     def thaw(self) -> None:
         self._cancel()
@@ -76,7 +73,7 @@ class Freezer:
         # pending until it runs again: thaw before anything else reaches it.
         if self.is_frozen:
             self.is_frozen = False
-            signal_groups(self._groups(), signal.SIGCONT)
+            self._thaw()
 
     def _cancel(self) -> None:
         if self._soon is not None:
@@ -136,63 +133,121 @@ class MemoryWatchdog:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
 
-@dataclass(frozen=True)
-class Enforcement:
-    """One of Lambda's limits, and whether (and how) this machine enforces it."""
+class EnvironmentLimits:
+    """The fallback: RLIMIT_NOFILE, the memory watchdog, SIGSTOP/SIGCONT freezing.
 
-    limit: str
-    is_enforced: bool
-    how: str
+    ``groups`` gives the environment's process groups (the runtime's and each
+    external extension's); ``on_exceeded`` is called with the MB used when the
+    watchdog finds the environment over ``memory_mb``.
+    """
+
+    def __init__(
+        self,
+        memory_mb: int,
+        groups: Callable[[], list[int]],
+        on_exceeded: Callable[[int], None],
+    ) -> None:
+        self.memory_mb = memory_mb
+        self._groups = groups
+        self._on_exceeded = on_exceeded
+        self._probe: MemoryProbe | None = None
+        self._watchdog: MemoryWatchdog | None = None
+        self.freezer = Freezer(self._stop_groups, self._continue_groups)
+
+    def child_setup(self) -> None:
+        """In each of the environment's processes, before exec."""
+        limit_files()
+
+    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
+        """The runtime runs as ``pid``; ``others`` are the extensions' processes."""
+        self._probe = MemoryProbe(pid)
+        self._watchdog = MemoryWatchdog(
+            self.memory_mb, self._probe, others, self._on_exceeded
+        )
+
+    def watch(self) -> None:
+        """An init or invoke phase begins: thawed, and the memory limit watched."""
+        self.freezer.thaw()
+        if self._watchdog is not None:
+            self._watchdog.start()
+
+    def rest(self) -> None:
+        """No invoke runs: stop watching, freeze soon."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        self.freezer.freeze_soon()
+
+    def peak_mb(self) -> int:
+        return self._probe.peak_mb() if self._probe is not None else 1
+
+    def was_out_of_memory(self) -> bool:
+        """Whether the kernel killed a process for memory (the watchdog says itself)."""
+        return False
+
+    def kill(self) -> None:
+        self.freezer.thaw()
+        signal_groups(self._groups(), signal.SIGKILL)
+
+    def close(self) -> None:
+        self.freezer.thaw()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._probe is not None:
+            self._probe.close()
+
+    def _stop_groups(self) -> None:
+        signal_groups(self._groups(), signal.SIGSTOP)
+
+    def _continue_groups(self) -> None:
+        signal_groups(self._groups(), signal.SIGCONT)
 
 
-def enforcements() -> list[Enforcement]:
-    sandbox = (
-        "bubblewrap is installed but not used yet"
-        if shutil.which("bwrap")
-        else "bubblewrap is not installed"
-    )
-    return [
-        Enforcement(
-            "memory (MemorySize 128-10240 MB)",
-            True,
-            "watchdog samples the resident memory of the process trees every "
-            f"{SAMPLE_INTERVAL_S * 1000:.0f} ms in the init and invoke phases; over it "
-            "the environment is killed (Runtime.OutOfMemory)",
-        ),
-        Enforcement(
-            "file descriptors (1,024)", True, f"RLIMIT_NOFILE = {NOFILE_LIMIT}"
-        ),
-        Enforcement(
-            "freezing between invokes",
-            True,
-            f"SIGSTOP to the process groups {FREEZE_AFTER_S * 1000:.0f} ms after the "
-            "environment goes idle, SIGCONT before the next event",
-        ),
-        Enforcement(
-            "processes left behind",
-            True,
-            "lamina serve adopts what a function starts in a session of its own (child "
-            "subreaper) and ends it",
-        ),
-        Enforcement(
-            "processes and threads (1,024)",
-            False,
-            "RLIMIT_NPROC counts every process of the user, not one environment; "
-            "needs cgroups (pids.max), not used yet",
-        ),
-        Enforcement(
-            "CPU share proportional to memory",
-            False,
-            "needs cgroups (cpu.max), not used yet",
-        ),
-        Enforcement(
-            "/tmp size (EphemeralStorage) and a read-only /var/task",
-            False,
-            f"needs a mount namespace; {sandbox}",
-        ),
-        Enforcement(
-            "network and filesystem isolation",
-            False,
-            f"needs namespaces; {sandbox}",
-        ),
-    ]
+class CgroupLimits(EnvironmentLimits):
+    """The kernel enforces the limits: one cgroup holds every process of the environment."""
+
+    def __init__(
+        self,
+        cgroup: Cgroup,
+        memory_mb: int,
+        groups: Callable[[], list[int]],
+        on_exceeded: Callable[[int], None],
+    ) -> None:
+        super().__init__(memory_mb, groups, on_exceeded)
+        self.cgroup = cgroup
+        self.freezer = Freezer(cgroup.freeze, cgroup.thaw)
+
+    def child_setup(self) -> None:
+        limit_files()
+        self.cgroup.join()
+
+    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
+        self._probe = MemoryProbe(pid)
+
+    def peak_mb(self) -> int:
+        # The cgroup is charged only for the pages it brought in first: shared
+        # libraries another process loaded before count in the resident set only.
+        return max(self.cgroup.peak_mb(), super().peak_mb())
+
+    def was_out_of_memory(self) -> bool:
+        return self.cgroup.oom_kills() > 0
+
+    def kill(self) -> None:
+        self.freezer.thaw()
+        self.cgroup.kill()
+
+    def close(self) -> None:
+        self.freezer.thaw()
+        self.cgroup.remove()
+
+
+class PlainLimits(EnvironmentLimits):
+    """No limits at all: the last resort where neither cgroups nor /proc work."""
+
+    def child_setup(self) -> None:
+        pass
+
+    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
+        pass
+
+    def rest(self) -> None:
+        pass

@@ -178,3 +178,22 @@ def python_path(config: FunctionConfig, deps: Path | None) -> str:
         entries.append(str(deps))
     entries.append(str(runtime_client_dir()))
     return os.pathsep.join(entries)
+
+
+_compiled: set[tuple[str, str]] = set()
+
+
+def precompile(interpreter: str, folders: list[Path]) -> None:
+    """Byte-compile ``folders`` into the shared cache, where functions look for it.
+
+    In the namespaces sandbox the cache is read-only to the function, so what is
+    not compiled here would be compiled again at every cold start.
+    """
+    todo = [str(f) for f in folders if (interpreter, str(f)) not in _compiled]
+    if not todo:
+        return
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache_dir() / "pycache"))
+    command = [interpreter, "-m", "compileall", "-q", "-j", "0", *todo]
+    result = subprocess.run(command, env=env, capture_output=True, check=False)
+    if result.returncode == 0:
+        _compiled.update((interpreter, folder) for folder in todo)

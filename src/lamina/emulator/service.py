@@ -51,6 +51,7 @@ from lamina.emulator.logs import (
 from lamina.emulator.process import ChildProcess, become_subreaper, end_orphans
 from lamina.emulator.runtime_api import MAX_RESPONSE_BYTES as MAX_RESPONSE
 from lamina.emulator.runtime_api import response_too_large_message, too_large
+from lamina.emulator.sandbox import backend
 from lamina.emulator.streams import ResponseStream, StreamError
 
 logger = logging.getLogger(__name__)
@@ -297,7 +298,9 @@ class FunctionPool:
         """A new environment, with a slot taken for the invoke that starts it."""
         if self.spec is None:
             self.spec = self.service.launch_spec(self.config)
-        env = ExecutionEnvironment(self.config, self.spec, self.service.sink)
+        env = ExecutionEnvironment(
+            self.config, self.spec, self.service.sink, self.service.backend
+        )
         env.reserve()
         self.service.environments.add(env)
         self.warm.append(env)
@@ -335,8 +338,11 @@ class LambdaService:
         state_dir: Path | None = None,
         async_retry_delay: float = 60.0,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        sandbox: str | None = None,
     ) -> None:
         self.functions = functions
+        # How environments are isolated and limited here (``sandbox.MODES``).
+        self.backend = backend(sandbox)
         self.sink = sink or StreamSink()
         self.concurrency_limit = concurrency_limit
         self.pools = {
@@ -369,8 +375,13 @@ class LambdaService:
                         config.python_version,
                         ".".join(map(str, sys.version_info[:2])),
                     )
-                self._deps[config.name] = pythonrt.dependencies_dir(config, interpreter)
-                pythonrt.runtime_client_dir()
+                deps = pythonrt.dependencies_dir(config, interpreter)
+                self._deps[config.name] = deps
+                client = pythonrt.runtime_client_dir()
+                if self.backend.bwrap is not None:
+                    pythonrt.precompile(
+                        interpreter, [client, *([deps] if deps else [])]
+                    )
 
     def launch_spec(self, config: FunctionConfig) -> LaunchSpec:
         env = self.function_environment(config)

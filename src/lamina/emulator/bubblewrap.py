@@ -1,0 +1,226 @@
+"""An execution environment's file system and namespaces, as Lambda lays them out.
+
+Each process of an environment runs under bubblewrap (``bwrap``) with:
+
+- the machine's own folders read-only (``/usr``, ``/etc``, the interpreters...),
+  on a root that is itself read-only;
+- the function's code read-only at ``/var/task``, its layers merged read-only at
+  ``/opt`` (a later layer's file takes an earlier one's place);
+- a private ``/tmp`` of the function's ``EphemeralStorage`` size — the only
+  writable place, as on Lambda;
+- its own pid, ipc and uts namespaces, and Lambda's user (uid 993, gid 990) in a
+  user namespace; the network is the machine's, so the Runtime API is reachable.
+
+Paths of the code and layers in the command and the variables are rewritten to
+``/var/task`` and ``/opt``; other paths the function needs that the sandbox
+would hide (a cache under ``/tmp``) are bound read-only where they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lamina.emulator.process import ChildProcess, children_of
+
+TASK = "/var/task"
+OPT = "/opt"
+SANDBOX_UID = 993  # Lambda's sbx_user1051
+SANDBOX_GID = 990
+_HIDDEN = ("/tmp", "/var/tmp")
+_OWN_MOUNTS = {"proc", "dev", "tmp", "var", "opt"}
+_PATH_LISTS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
+_MB = 1024 * 1024
+
+
+def find() -> str | None:
+    return shutil.which("bwrap")
+
+
+def works(path: str) -> tuple[bool, str]:
+    """Whether ``bwrap`` can make the namespaces here (user namespaces allowed)."""
+    command = [path, "--ro-bind", "/", "/", "--unshare-user", "--unshare-pid"]
+    command += ["--uid", str(SANDBOX_UID), "--", "true"]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if result.returncode != 0:
+        return False, result.stderr.strip() or f"exit status {result.returncode}"
+    return True, ""
+
+
+def _bind_host(folder: str, skip: set[str]) -> list[str]:
+    args: list[str] = []
+    for name in sorted(os.listdir(folder)):
+        if name in skip:
+            continue
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _merge(dest: str, sources: list[Path], args: list[str]) -> None:
+    """Lay ``sources`` over each other at ``dest``, the last one on top."""
+    if len(sources) == 1 or not all(s.is_dir() and not s.is_symlink() for s in sources):
+        top = sources[-1]
+        if top.is_symlink():
+            args += ["--symlink", os.readlink(top), dest]
+        else:
+            args += ["--ro-bind", str(top), dest]
+        return
+    args += ["--dir", dest]
+    names = sorted({entry.name for source in sources for entry in source.iterdir()})
+    for name in names:
+        below = [
+            s / name for s in sources if (s / name).exists() or (s / name).is_symlink()
+        ]
+        _merge(f"{dest}/{name}", below, args)
+
+
+class Bubblewrap:
+    """Builds the ``bwrap`` command for one function's processes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # The machine's folders, read-only; listed once per service.
+        self._host = _bind_host("/", _OWN_MOUNTS)
+        self._host += ["--dir", "/var", *_bind_host("/var", {"task", "tmp", "runtime"})]
+
+    def command(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        code_dir: Path,
+        layers: Sequence[Path],
+        tmp_mb: int,
+        info_fd: int,
+    ) -> tuple[list[str], dict[str, str]]:
+        places = [(str(code_dir), TASK)] + [(str(layer), OPT) for layer in layers]
+
+        def inside(value: str) -> str:
+            for outside, there in places:
+                if value == outside or value.startswith(outside + "/"):
+                    return there + value[len(outside) :]
+            return value
+
+        inner_argv = [inside(arg) for arg in argv]
+        inner_env = {}
+        for name, value in env.items():
+            if name in _PATH_LISTS:
+                parts = [inside(part) for part in value.split(os.pathsep)]
+                inner_env[name] = os.pathsep.join(dict.fromkeys(parts))
+            else:
+                inner_env[name] = inside(value)
+
+        args = [self.path, *self._host, "--ro-bind", str(code_dir), TASK]
+        args += ["--tmpfs", OPT]
+        layer_dirs = [layer for layer in layers if layer.is_dir()]
+        names = sorted({e.name for layer in layer_dirs for e in layer.iterdir()})
+        for name in names:
+            below = [layer / name for layer in layer_dirs if (layer / name).exists()]
+            _merge(f"{OPT}/{name}", below, args)
+        args += ["--size", str(tmp_mb * _MB), "--tmpfs", "/tmp"]
+        for path in self._hidden(inner_argv, inner_env):
+            args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--remount-ro", OPT, "--remount-ro", "/"]
+        args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID)]
+        args += ["--die-with-parent", "--chdir", TASK, "--info-fd", str(info_fd)]
+        return [*args, "--", *inner_argv], inner_env
+
+    @staticmethod
+    def _hidden(argv: list[str], env: dict[str, str]) -> list[str]:
+        """Paths the function names that the sandbox's own mounts would hide."""
+        candidates = list(argv)
+        for name, value in env.items():
+            candidates += value.split(os.pathsep) if name in _PATH_LISTS else [value]
+        found = []
+        for value in candidates:
+            is_hidden = any(value.startswith(place + "/") for place in _HIDDEN)
+            if is_hidden and os.path.exists(value) and value not in found:
+                found.append(value)
+        # A parent bound first would hide nothing; a child inside it is redundant.
+        found.sort()
+        kept: list[str] = []
+        for path in found:
+            if not any(path.startswith(parent + "/") for parent in kept):
+                kept.append(path)
+        return kept
+
+
+def check_executable(path: str) -> None:
+    """Raise what ``execve`` would raise for ``path``, before bwrap hides it."""
+    if not os.path.isfile(path):
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if not os.access(path, os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic != b"\x7fELF" and not magic.startswith(b"#!"):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), path)
+
+
+class SandboxedProcess(ChildProcess):
+    """``bwrap`` and, inside it, the process the environment started.
+
+    Signals go to that process (found through bwrap's info file), not to bwrap;
+    bwrap reports a death by signal N as exit status 128 + N, read back here.
+    """
+
+    info_fd = -1
+    _init: int | None = None
+
+    @classmethod
+    def start(cls, argv: list[str], info_read: int, **options: Any) -> SandboxedProcess:
+        process = cls.spawn(argv, **options)
+        assert isinstance(process, SandboxedProcess)
+        process.info_fd = info_read
+        process._exited.add_done_callback(lambda _: process._close_info())
+        return process
+
+    def _close_info(self) -> None:
+        if self.info_fd >= 0:
+            os.close(self.info_fd)
+            self.info_fd = -1
+
+    def inner_pid(self) -> int | None:
+        if self._init is None and self.info_fd >= 0:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self._init = int(json.loads(os.read(self.info_fd, 4096))["child-pid"])
+            self._close_info()
+        if self._init is None:
+            return None
+        # bwrap's init is pid 1 inside; the command is its one child.
+        found = sorted(children_of(self._init))
+        return found[0] if found else None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is not None:
+            return
+        pid = self.inner_pid()
+        if pid is None:
+            super().send_signal(sig)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    def _settle(self, code: int) -> None:
+        if code > 128 and code - 128 in signal.valid_signals():
+            code = -(code - 128)
+        super()._settle(code)
