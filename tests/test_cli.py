@@ -246,10 +246,21 @@ def test_no_template_says_what_to_do(tmp_path: Path) -> None:
         pytest.param(
             "\x7fELF\x02garbage", 0o755, "exec format error", id="wrong-format"
         ),
+        pytest.param(
+            # An aarch64 ELF header (e_machine 183) on an x86_64 machine (C17).
+            "\x7fELF\x02\x01\x01" + "\0" * 9 + "\x02\0\xb7\0" + "\0" * 44,
+            0o755,
+            "exec format error",
+            id="other-architecture",
+            marks=pytest.mark.skipif(
+                os.uname().machine != "x86_64", reason="needs an x86_64 machine"
+            ),
+        ),
     ],
 )
+@pytest.mark.parametrize("sandbox", ["auto", "fallback"])
 def test_bad_bootstrap_is_invalid_entrypoint(
-    tmp_path: Path, bootstrap: str | None, mode: int | None, reason: str
+    tmp_path: Path, bootstrap: str | None, mode: int | None, reason: str, sandbox: str
 ) -> None:
     code = tmp_path / "custom"
     code.mkdir()
@@ -261,7 +272,7 @@ def test_bad_bootstrap_is_invalid_entrypoint(
         "Resources:\n  Custom:\n    Type: AWS::Serverless::Function\n    Properties:\n"
         "      Runtime: provided.al2023\n      CodeUri: custom\n      Handler: x\n"
     )
-    result = lamina("invoke", "Custom", cwd=tmp_path)
+    result = lamina("invoke", "Custom", "--sandbox", sandbox, cwd=tmp_path)
     assert result.returncode == 1
     payload = json.loads(result.stdout)
     assert payload["errorType"] == "Runtime.InvalidEntrypoint"

@@ -48,7 +48,10 @@ def _layer(tmp_path: Path, name: str, files: dict[str, str]) -> str:
         path.write_text(text)
         if relative.startswith("extensions/"):
             path.chmod(0o755)
-    return f"\n  {name}:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: {name}"
+    return (
+        f"\n  {name}:\n    Type: AWS::Serverless::LayerVersion"
+        f"\n    Properties:\n      ContentUri: {name}"
+    )
 
 
 def _invoke(
@@ -284,10 +287,10 @@ def test_a_v2_cgroup_freezes_thaws_and_kills_its_processes() -> None:
     hierarchy = cgroups.v2_at(UNIFIED)
     group = hierarchy.create(memory_mb=128)
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"],
-        preexec_fn=group.join,
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"]
     )
     try:
+        Path(group.procs_files[0]).write_text(str(child.pid))
         assert group.members() == [child.pid]
         events = group.folders["unified"] / "cgroup.events"
 

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,7 @@ _HIDDEN = ("/tmp", "/var/tmp")
 _OWN_MOUNTS = {"proc", "dev", "tmp", "var", "opt"}
 _PATH_LISTS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 _MB = 1024 * 1024
+_HOST_MACHINE = {"x86_64": 62, "aarch64": 183}  # ELF e_machine values
 
 
 def find() -> str | None:
@@ -171,8 +173,14 @@ def check_executable(path: str) -> None:
     if not os.access(path, os.X_OK):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
     with open(path, "rb") as file:
-        magic = file.read(4)
-    if magic != b"\x7fELF" and not magic.startswith(b"#!"):
+        header = file.read(20)
+    if header.startswith(b"#!"):
+        return
+    # Else an ELF file for this machine (e_machine, little-endian), or nothing.
+    host = _HOST_MACHINE.get(platform.machine())
+    machine = int.from_bytes(header[18:20], "little") if len(header) == 20 else None
+    is_elf = header.startswith(b"\x7fELF") and header[5:6] == b"\x01"
+    if not is_elf or machine is None or (host is not None and machine != host):
         raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), path)
 
 
