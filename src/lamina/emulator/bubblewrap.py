@@ -207,6 +207,9 @@ class SandboxedProcess(ChildProcess):
             os.close(self.info_fd)
             self.info_fd = -1
 
+    def main_pid(self) -> int | None:
+        return self.inner_pid()
+
     def inner_pid(self) -> int | None:
         if self._init is None and self.info_fd >= 0:
             with contextlib.suppress(OSError, ValueError, KeyError):

@@ -158,8 +158,14 @@ class EnvironmentLimits:
         """In each of the environment's processes, before exec."""
         limit_files()
 
-    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
-        """The runtime runs as ``pid``; ``others`` are the extensions' processes."""
+    def started(
+        self,
+        pid: int,
+        others: Callable[[], list[int]],
+        runtime: Callable[[], int | None] | None = None,
+    ) -> None:
+        """The environment's process is ``pid`` (bubblewrap's, when sandboxed);
+        ``others`` are the extensions'; ``runtime`` finds the runtime process itself."""
         self._probe = MemoryProbe(pid)
         self._watchdog = MemoryWatchdog(
             self.memory_mb, self._probe, others, self._on_exceeded
@@ -215,17 +221,29 @@ class CgroupLimits(EnvironmentLimits):
         super().__init__(memory_mb, groups, on_exceeded)
         self.cgroup = cgroup
         self.freezer = Freezer(cgroup.freeze, cgroup.thaw)
+        self._runtime: Callable[[], int | None] | None = None
 
     def child_setup(self) -> None:
         limit_files()
         self.cgroup.join()
 
-    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
-        self._probe = MemoryProbe(pid)
+    def started(
+        self,
+        pid: int,
+        others: Callable[[], list[int]],
+        runtime: Callable[[], int | None] | None = None,
+    ) -> None:
+        self._runtime = runtime
 
     def peak_mb(self) -> int:
         # The cgroup is charged only for the pages it brought in first: shared
-        # libraries another process loaded before count in the resident set only.
+        # libraries another process loaded before count in the runtime's resident
+        # set only. The runtime itself is probed, not the tree (bubblewrap's
+        # processes around it): one read per invoke.
+        if self._probe is None and self._runtime is not None:
+            pid = self._runtime()
+            if pid is not None:
+                self._probe = MemoryProbe(pid)
         return max(self.cgroup.peak_mb(), super().peak_mb())
 
     def was_out_of_memory(self) -> bool:
@@ -246,7 +264,12 @@ class PlainLimits(EnvironmentLimits):
     def child_setup(self) -> None:
         pass
 
-    def started(self, pid: int, others: Callable[[], list[int]]) -> None:
+    def started(
+        self,
+        pid: int,
+        others: Callable[[], list[int]],
+        runtime: Callable[[], int | None] | None = None,
+    ) -> None:
         pass
 
     def rest(self) -> None:

@@ -46,6 +46,10 @@ class ChildProcess:
     def returncode(self) -> int | None:
         return self._exited.result() if self._exited.done() else None
 
+    def main_pid(self) -> int | None:
+        """The process the environment is about (inside a sandbox: not the wrapper)."""
+        return self.pid
+
     def send_signal(self, sig: int) -> None:
         if not self._exited.done():
             self._popen.send_signal(sig)

@@ -195,5 +195,13 @@ def precompile(interpreter: str, folders: list[Path]) -> None:
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache_dir() / "pycache"))
     command = [interpreter, "-m", "compileall", "-q", "-j", "0", *todo]
     result = subprocess.run(command, env=env, capture_output=True, check=False)
+    # The standard library's modules too: with a cache prefix Python reads their
+    # compiled form from the prefix alone, not from the library's __pycache__.
+    warm = "import lamina.runtime.loop, lamina.runtime.logging_setup, json, logging"
+    env["PYTHONPATH"] = str(runtime_client_dir())
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [interpreter, "-S", "-c", warm], env=env, capture_output=True, check=False
+    )
     if result.returncode == 0:
         _compiled.update((interpreter, folder) for folder in todo)

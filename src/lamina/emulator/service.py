@@ -339,10 +339,13 @@ class LambdaService:
         async_retry_delay: float = 60.0,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
         sandbox: str | None = None,
+        install_dependencies: bool = True,
     ) -> None:
         self.functions = functions
         # How environments are isolated and limited here (``sandbox.MODES``).
         self.backend = backend(sandbox)
+        # False for built packages: their dependencies are in the package.
+        self.install_dependencies = install_dependencies
         self.sink = sink or StreamSink()
         self.concurrency_limit = concurrency_limit
         self.pools = {
@@ -375,7 +378,9 @@ class LambdaService:
                         config.python_version,
                         ".".join(map(str, sys.version_info[:2])),
                     )
-                deps = pythonrt.dependencies_dir(config, interpreter)
+                deps = None
+                if self.install_dependencies:
+                    deps = pythonrt.dependencies_dir(config, interpreter)
                 self._deps[config.name] = deps
                 client = pythonrt.runtime_client_dir()
                 if self.backend.bwrap is not None:
