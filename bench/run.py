@@ -250,6 +250,9 @@ def lamina_service(target: Target, root: Path) -> Iterator[Endpoint]:
     (port,) = free_ports(1)
     argv = [str(LAMINA), "serve", "-t", str(root / "template.yaml")]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
+    # AWS's emulator isolates and limits nothing: compare with lamina's lightest
+    # backend that still enforces Lambda's limits (bench/sandbox.py compares them all).
+    argv += ["--sandbox", "fallback"]
     log = root / f"lamina-{target.runtime}.log"
     with running(argv, root, dict(os.environ), log) as process:
         path = f"/2015-03-31/functions/{FUNCTIONS[target.runtime]}/invocations"
