@@ -15,7 +15,9 @@ def report(mode: str | None = None) -> list[str]:
     try:
         backend = sandbox.choose(mode)
     except sandbox.SandboxUnavailable as exc:
-        return [f"sandbox {mode}: not available here: {exc}"]
+        asked = mode or os.environ.get("LAMINA_SANDBOX") or "auto"
+        message = f"lamina: --sandbox {asked} is not available here: {exc}"
+        raise SystemExit(message) from None
     lines = [f"backend: {backend.name}"]
     if backend.hierarchy is not None:
         lines.append(f"  {backend.hierarchy.describe()}")

@@ -94,6 +94,8 @@ def test_the_function_sees_lambdas_layout_and_only_tmp_is_writable(
         "/": "Read-only file system",
         "/var": "Read-only file system",
         "/root": "Read-only file system",
+        "/dev/shm": "Read-only file system",
+        "/proc/sys/vm": "Read-only file system",
     }
     # Layers merge into /opt in order: the later layer's file wins.
     assert seen["opt"] == {
@@ -159,15 +161,24 @@ def test_a_missing_or_unrunnable_bootstrap_is_an_invalid_entrypoint(
     unrunnable = tmp_path / "unrunnable"
     unrunnable.mkdir()
     (unrunnable / "bootstrap").write_text("#!/bin/sh\necho hi\n")
+    # Saved with Windows line endings: the interpreter is "/bin/sh\r".
+    crlf = tmp_path / "crlf"
+    crlf.mkdir()
+    (crlf / "bootstrap").write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    (crlf / "bootstrap").chmod(0o755)
     text = "Resources:" + "".join(
         f"\n  {name}:\n    Type: AWS::Serverless::Function\n    Properties:"
         f"\n      Runtime: provided.al2023\n      Handler: x\n      CodeUri: {name}"
-        for name in ("missing", "unrunnable")
+        for name in ("missing", "unrunnable", "crlf")
     )
     served = _serve(serve, text)
 
     missing_payload, _, _ = _invoke(served, "missing", {})
     unrunnable_payload, _, _ = _invoke(served, "unrunnable", {})
+    crlf_payload, _, log = _invoke(served, "crlf", {})
+
+    assert crlf_payload["errorType"] == "Runtime.InvalidEntrypoint"
+    assert "bwrap" not in log
 
     assert missing_payload["errorType"] == "Runtime.InvalidEntrypoint"
     assert "Couldn't find valid bootstrap(s)" in missing_payload["errorMessage"]
@@ -192,6 +203,14 @@ def test_sigterm_reaches_the_runtime_inside_the_sandbox(
 
     # The hook ran: the runtime (pid 2 inside) got SIGTERM, not just a SIGKILL.
     wait_for(lambda: served.output.matching("pid=2"), 5, "the shutdown hook's line")
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def _lamina_cgroups(pid: int) -> list[Path]:
@@ -234,6 +253,12 @@ def test_after_a_crash_the_next_start_takes_the_cgroups_away(
     ]
     assert members
 
+    # Idle, the environment is frozen: a SIGKILL must still end it.
+    wait_for(
+        lambda: all(_state(pid) == "T" for pid in members),
+        5,
+        "the environment to freeze",
+    )
     served.process.send_signal(signal.SIGKILL)
     served.process.wait(timeout=10)
     # The kernel ends the sandbox with its parent (no process is left) ...
@@ -271,7 +296,7 @@ def test_asking_for_a_sandbox_this_machine_lacks_is_a_clear_error(
     )
 
     assert result.returncode != 0
-    assert "bubblewrap is not installed" in result.stderr
+    assert "bubblewrap (bwrap) is not on PATH" in result.stderr
     assert "apt-get install bubblewrap" in result.stderr
     assert "Traceback" not in result.stderr
 

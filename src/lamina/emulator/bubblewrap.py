@@ -41,6 +41,13 @@ _OWN_MOUNTS = {"proc", "dev", "tmp", "var", "opt"}
 _PATH_LISTS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 _MB = 1024 * 1024
 _HOST_MACHINE = {"x86_64": 62, "aarch64": 183}  # ELF e_machine values
+# The kernel's settings stay read-only: run by root, the sandbox's user is root
+# outside its user namespace, and /proc/sys would otherwise take its writes.
+_KERNEL_SETTINGS = ["--ro-bind", "/proc/sys", "/proc/sys"] + (
+    ["--ro-bind", "/dev/null", "/proc/sysrq-trigger"]
+    if os.path.exists("/proc/sysrq-trigger")
+    else []
+)
 
 
 def find() -> str | None:
@@ -139,8 +146,8 @@ class Bubblewrap:
         args += ["--size", str(tmp_mb * _MB), "--tmpfs", "/tmp"]
         for path in self._hidden(inner_argv, inner_env):
             args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--remount-ro", OPT, "--remount-ro", "/"]
+        args += ["--proc", "/proc", "--dev", "/dev", *_KERNEL_SETTINGS]
+        args += ["--remount-ro", OPT, "--remount-ro", "/dev", "--remount-ro", "/"]
         args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID)]
         args += ["--die-with-parent", "--chdir", TASK, "--info-fd", str(info_fd)]
@@ -175,6 +182,7 @@ def check_executable(path: str) -> None:
     with open(path, "rb") as file:
         header = file.read(20)
     if header.startswith(b"#!"):
+        _check_interpreter(path)
         return
     # Else an ELF file for this machine (e_machine, little-endian), or nothing.
     host = _HOST_MACHINE.get(platform.machine())
@@ -182,6 +190,18 @@ def check_executable(path: str) -> None:
     is_elf = header.startswith(b"\x7fELF") and header[5:6] == b"\x01"
     if not is_elf or machine is None or (host is not None and machine != host):
         raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), path)
+
+
+def _check_interpreter(path: str) -> None:
+    """A script's interpreter must exist (a CRLF line ending makes ``/bin/sh\\r``)."""
+    with open(path, "rb") as file:
+        line = file.readline(256)
+    words = line[2:].split(b" ", 1)[0].strip(b" \t\n")
+    interpreter = words.decode(errors="replace")
+    if interpreter.startswith((TASK, OPT)):
+        return  # inside the package: checked when it runs
+    if not interpreter or not os.access(interpreter, os.X_OK) or "\r" in interpreter:
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
 
 
 class SandboxedProcess(ChildProcess):

@@ -9,8 +9,11 @@ One cgroup per environment, under a folder per ``lamina serve`` process
   for the OOM kill, ``cgroup.freeze`` and ``cgroup.kill``;
 - **v1** (a hierarchy per controller): ``memory`` (``memory.limit_in_bytes``,
   ``memory.memsw.limit_in_bytes``, ``memory.max_usage_in_bytes``,
-  ``memory.oom_control``), ``pids`` (``pids.max``) and ``freezer``
-  (``freezer.state``); killing thaws first, then signals every member.
+  ``memory.oom_control``) and ``pids`` (``pids.max``). v1's freezer is not used:
+  a task it froze ignores SIGKILL until thawed, so an environment frozen when
+  ``lamina serve`` is killed would outlive it. Every member is stopped with
+  SIGSTOP instead (the cgroup's list catches what left the process group), which
+  a SIGKILL always ends.
 
 A child joins its environment's cgroups itself, before it runs the bootstrap,
 so that nothing it starts escapes them.
@@ -28,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 PIDS_MAX = 1024
-V1_CONTROLLERS = ("memory", "pids", "freezer")
+V1_CONTROLLERS = ("memory", "pids")
 _MB = 1024 * 1024
 _sequence = itertools.count(1)
 
@@ -124,11 +127,7 @@ class Cgroup:
 
     def kill(self) -> None:
         """Thaw (a frozen task keeps a SIGKILL pending), then kill every member."""
-        _end_members(
-            next(iter(self.folders.values()))
-            if self.version == "v2"
-            else self.folders["freezer"]
-        )
+        _end_members(next(iter(self.folders.values())))
 
     def peak_mb(self) -> int:
         raise NotImplementedError
@@ -147,12 +146,15 @@ class CgroupV1(Cgroup):
     version = "v1"
 
     def freeze(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.folders["freezer"] / "freezer.state").write_text("FROZEN")
+        self._signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.folders["freezer"] / "freezer.state").write_text("THAWED")
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> None:
+        for pid in _members(self.folders["pids"]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
 
     def peak_mb(self) -> int:
         used = _read_int(self.folders["memory"] / "memory.max_usage_in_bytes")
@@ -201,8 +203,8 @@ class Hierarchy:
             self.controllers = set(available.split()) & {"memory", "pids"}
 
     def describe(self) -> str:
-        places = ", ".join(str(path) for path in self.parents.values())
-        return f"cgroup {self.version} under {places}"
+        places = ", ".join(str(path.parent) for path in self.parents.values())
+        return f"cgroup {self.version} in {places} (a lamina-<pid> folder per service)"
 
     def create(self, memory_mb: int) -> Cgroup:
         name = f"env-{next(_sequence)}"
@@ -267,6 +269,9 @@ def sweep(bases: list[Path]) -> list[Path]:
 
 def _end_members(folder: Path) -> None:
     """Thaw and kill whatever runs in a cgroup of either version."""
+    for pid in _members(folder):  # stopped by SIGSTOP: SIGKILL ends them anyway
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGCONT)
     for name, value in (
         ("freezer.state", "THAWED"),
         ("cgroup.freeze", "0"),
@@ -286,13 +291,12 @@ def _end_members(folder: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, killed but not yet reaped by its parent, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _v2_base(root: Path) -> Path:

@@ -218,7 +218,8 @@ def choose(mode: str | None = None, cgroup_root: Path = cgroups.ROOT) -> Backend
         path = bubblewrap.find()
         if path is None:
             backend.notes.append(
-                "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+                "bubblewrap (bwrap) is not on PATH (Debian/Ubuntu: apt-get install "
+                "bubblewrap)"
             )
         else:
             is_working, why = bubblewrap.works(path)
@@ -269,11 +270,24 @@ def enforcements(backend: Backend) -> list[Enforcement]:
         else "needs cgroups with the pids controller (RLIMIT_NPROC counts every "
         f"process of the user): {why_not_group}"
     )
-    freezing = (
-        f"cgroup {group.version} freezer"
-        if group is not None
-        else "SIGSTOP to the process groups"
-    ) + f", {FREEZE_AFTER_S * 1000:.0f} ms after the environment goes idle"
+    if group is not None and group.version == "v2":
+        freezing = "cgroup v2 freezer (cgroup.freeze)"
+    elif group is not None:
+        freezing = "SIGSTOP to every process of the cgroup"
+    else:
+        freezing = "SIGSTOP to the process groups"
+    freezing += f", {FREEZE_AFTER_S * 1000:.0f} ms after the environment goes idle"
+    if plain:
+        limits = [
+            "memory (MemorySize)",
+            "file descriptors (1,024)",
+            "processes and threads (1,024)",
+            "freezing between invokes",
+            "read-only /var/task and /opt; only /tmp writable",
+            "/tmp capped at EphemeralStorage",
+            "own pid, ipc and uts namespaces; uid 993",
+        ]
+        return [Enforcement(limit, False, "none: plain processes") for limit in limits]
     return [
         Enforcement("memory (MemorySize)", not plain, memory),
         Enforcement(

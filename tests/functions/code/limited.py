@@ -78,7 +78,8 @@ def _can_write(path):
             out.write("x")
     except OSError as exc:
         return exc.strerror
-    os.remove(path)
+    if not path.startswith("/proc"):
+        os.remove(path)
     return "ok"
 
 
@@ -97,8 +98,21 @@ def layout(event, context):
         "file": __file__,
         "task_root": os.environ["LAMBDA_TASK_ROOT"],
         "writes": {
-            place: _can_write(f"{place}/probe")
-            for place in ("/tmp", "/var/task", "/opt", "/etc", "/", "/var", "/root")
+            # An existing setting: an invalid value changes nothing even if written.
+            place: _can_write(
+                f"{place}/swappiness" if place.startswith("/proc") else f"{place}/probe"
+            )
+            for place in (
+                "/tmp",
+                "/var/task",
+                "/opt",
+                "/etc",
+                "/",
+                "/var",
+                "/root",
+                "/dev/shm",
+                "/proc/sys/vm",
+            )
         },
         "opt": opt,
         "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
