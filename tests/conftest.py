@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,6 +225,37 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     yield start
     for served in started:
         stop_process(served.process)
+
+
+def invoke_with_log(
+    served: Served, name: str, event: object
+) -> tuple[Any, dict[str, Any], str]:
+    """boto3's invoke with the log tail: (payload, the whole answer, the log)."""
+    answer = served.client().invoke(  # type: ignore[attr-defined]
+        FunctionName=name, Payload=json.dumps(event), LogType="Tail"
+    )
+    log = base64.b64decode(answer["LogResult"]).decode()
+    return json.loads(answer["Payload"].read()), answer, log
+
+
+def lamina(
+    *args: str,
+    cwd: Path | None = None,
+    stdin: str = "",
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``lamina`` command to its end; its output as text."""
+    return subprocess.run(
+        [LAMINA, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def function_yaml(name: str, handler: str, **props: object) -> str:

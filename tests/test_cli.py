@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LAMINA, ROOT, Served, code_dir, pid_alive, wait_for
+from tests.conftest import LAMINA, ROOT, Served, code_dir, lamina, pid_alive, wait_for
 
 PYTHON_FUNCTION = """
 Resources:
@@ -33,18 +33,6 @@ Resources:
       Events:
         Api: {Type: Api}
 """
-
-
-def lamina(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LAMINA, *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

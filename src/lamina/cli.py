@@ -31,9 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "name", metavar="FUNCTION", help="function name (or logical id)"
     )
-    invoke.add_argument(
-        "-t", "--template", help="SAM template (default: ./template.yaml)"
-    )
+    _add_template(invoke)
     source = invoke.add_mutually_exclusive_group()
     source.add_argument("-e", "--event", help="event file, or - for standard input")
     source.add_argument(
@@ -41,13 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_log_file(invoke)
     _add_sandbox(invoke)
+    _add_built(invoke)
 
     serve = commands.add_parser(
         "serve", help="run the Invoke API for a template's functions"
     )
-    serve.add_argument(
-        "-t", "--template", help="SAM template (default: ./template.yaml)"
-    )
+    _add_template(serve)
     serve.add_argument("--host", type=_host, default="127.0.0.1")
     serve.add_argument(
         "--port", type=_port, default=9000, help="0 to 65535; 0 picks a free port"
@@ -82,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_log_file(serve)
     _add_sandbox(serve)
+    _add_built(serve)
 
     events = commands.add_parser("events", help="bundled sample events")
     event_commands = events.add_subparsers(
@@ -96,12 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sandbox(doctor)
 
+    _toolchain_parsers(commands)
+
     demo = commands.add_parser(
         "demo", help="invoke every function of a template on its sample events"
     )
-    demo.add_argument(
-        "-t", "--template", help="SAM template (default: ./template.yaml)"
-    )
+    _add_template(demo)
     return parser
 
 
@@ -145,6 +143,83 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of 1 or more")
     return value
+
+
+ARCHITECTURES = ("x86_64", "arm64")
+
+
+def _add_template(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-t", "--template", help="SAM template (default: ./template.yaml)"
+    )
+
+
+def _toolchain_parsers(commands: Any) -> None:
+    new = commands.add_parser("new", help="start a function project, ready to invoke")
+    new.add_argument("name", metavar="NAME", help="the project's folder and function")
+    new.add_argument(
+        "--runtime",
+        default="python3.12",
+        help="python3.x or provided.al2023 (default python3.12)",
+    )
+    new.add_argument("--arch", choices=ARCHITECTURES, default="x86_64")
+
+    build = commands.add_parser(
+        "build", help="a deployment zip per function and layer, for its Lambda target"
+    )
+    build.add_argument("function", metavar="FUNCTION", nargs="?", help="one function")
+    _add_template(build)
+    build.add_argument(
+        "--arch", choices=ARCHITECTURES, help="override the template's Architectures"
+    )
+    build.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="default: .lamina/build next to the template",
+    )
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="what a binary, folder or zip needs: machine, C library, GLIBC version",
+    )
+    inspect.add_argument("path", metavar="PATH", help="a zip, a folder or a file")
+    inspect.add_argument(
+        "--target",
+        help="provided.al2023, provided.al2 or python3.X: exit 1 if anything "
+        "cannot run there",
+    )
+    inspect.add_argument(
+        "--arch", choices=ARCHITECTURES, default="x86_64", help="the target's machine"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+
+    deploy = commands.add_parser(
+        "deploy", help="create or update the functions on AWS Lambda"
+    )
+    deploy.add_argument("function", metavar="FUNCTION", nargs="?", help="one function")
+    _add_template(deploy)
+    deploy.add_argument(
+        "--dry-run", action="store_true", help="say what would change, change nothing"
+    )
+    deploy.add_argument(
+        "--endpoint-url", help="another Lambda endpoint (a test server)"
+    )
+    deploy.add_argument("--region", help="default: the AWS configuration's")
+    deploy.add_argument(
+        "--role", help="execution role ARN for new functions without a Role property"
+    )
+    deploy.add_argument(
+        "--alias", default="live", help="alias moved to the published version (live)"
+    )
+
+
+def _add_built(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--built",
+        action="store_true",
+        help="run the packages lamina build made (.lamina/build), as they ship",
+    )
 
 
 def _add_sandbox(command: argparse.ArgumentParser) -> None:
@@ -219,6 +294,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lamina.doctor import run_doctor
 
         return run_doctor(args.sandbox)
+    if args.command in ("new", "build", "inspect", "deploy"):
+        import importlib
+
+        module = importlib.import_module(f"lamina.toolchain.{args.command}")
+        return int(module.run(args))
     if args.command == "demo":
         from lamina.demo import run_demo
 
@@ -263,14 +343,27 @@ def _read_event(args: argparse.Namespace) -> bytes:
     return b"{}"
 
 
-def load_service(template: str | None, **options: Any) -> Any:
+def load_service(template: str | None, built: bool = False, **options: Any) -> Any:
     from lamina.emulator.sandbox import SandboxUnavailable
     from lamina.emulator.service import LambdaService
     from lamina.emulator.template import find_template, load_template
 
-    loaded = load_template(find_template(template))
+    path = find_template(template)
+    loaded = load_template(path)
+    functions = loaded.functions
+    if built:
+        from lamina.toolchain.build import BuildError, as_built
+
+        try:
+            functions = {
+                name: as_built(config, path.parent)
+                for name, config in functions.items()
+            }
+        except BuildError as exc:
+            raise SystemExit(f"lamina: {exc}") from exc
+        options["install_dependencies"] = False
     try:
-        service = LambdaService(loaded.functions, **options)
+        service = LambdaService(functions, **options)
     except SandboxUnavailable as exc:
         raise SystemExit(f"lamina: {exc}") from exc
     service.prepare()
@@ -285,6 +378,7 @@ def _invoke(args: argparse.Namespace) -> int:
     payload = _read_event(args)
     service = load_service(
         args.template,
+        args.built,
         sink=_log_sink(StreamSink(), args.log_file),
         sandbox=args.sandbox,
     )
@@ -324,6 +418,7 @@ def _serve(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or find_template(args.template).parent / ".lamina"
     service = load_service(
         args.template,
+        args.built,
         sink=_log_sink(StreamSink(sys.stderr, prefix=True), args.log_file),
         concurrency_limit=args.max_concurrency,
         state_dir=Path(state_dir),

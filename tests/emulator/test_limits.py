@@ -6,20 +6,17 @@ root); ``fallback`` is rlimits, the memory watchdog and SIGSTOP freezing.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lamina.emulator import sandbox
-from tests.conftest import Served, code_dir, function_yaml, wait_for
+from tests.conftest import Served, code_dir, function_yaml, invoke_with_log, wait_for
 
 BACKENDS = ["auto", "fallback"]
 
@@ -44,16 +41,6 @@ def _template(tmp_path: Path) -> str:
     )
 
 
-def _invoke(
-    served: Served, name: str, event: object
-) -> tuple[Any, dict[str, Any], str]:
-    answer = served.client().invoke(  # type: ignore[attr-defined]
-        FunctionName=name, Payload=json.dumps(event), LogType="Tail"
-    )
-    log = base64.b64decode(answer["LogResult"]).decode()
-    return json.loads(answer["Payload"].read()), answer, log
-
-
 def _max_memory_mb(log: str) -> int:
     match = re.search(r"Max Memory Used: (\d+) MB", log)
     assert match, log
@@ -65,7 +52,7 @@ def test_over_memory_size_is_out_of_memory_and_the_next_invoke_is_cold(
 ) -> None:
     served = serve(_template(tmp_path), "--sandbox", backend)
 
-    payload, answer, log = _invoke(served, "allocate", {"mb": 300})
+    payload, answer, log = invoke_with_log(served, "allocate", {"mb": 300})
 
     request_id = answer["ResponseMetadata"]["RequestId"]
     assert answer["FunctionError"] == "Unhandled"
@@ -77,7 +64,7 @@ def test_over_memory_size_is_out_of_memory_and_the_next_invoke_is_cold(
     assert "Status: error\tError Type: Runtime.OutOfMemory" in log
     assert _max_memory_mb(log) == 128
 
-    payload, answer, log = _invoke(served, "allocate", {"mb": 1})
+    payload, answer, log = invoke_with_log(served, "allocate", {"mb": 1})
 
     assert "FunctionError" not in answer
     assert payload["mb"] == 1
@@ -90,7 +77,7 @@ def test_open_files_are_limited_to_1024(
 ) -> None:
     served = serve(_template(tmp_path), "--sandbox", backend)
 
-    payload, _, _ = _invoke(served, "files", {})
+    payload, _, _ = invoke_with_log(served, "files", {})
 
     assert payload == [1024, 1024]
 
@@ -104,14 +91,16 @@ def test_processes_and_threads_are_limited_to_1024(
         )
     served = serve(_template(tmp_path), "--sandbox", "auto")
 
-    payload, answer, _ = _invoke(served, "threads", {"n": 1100})
+    payload, answer, _ = invoke_with_log(served, "threads", {"n": 1100})
 
     assert "FunctionError" not in answer
     # The runtime's own threads (and bubblewrap's) count among the 1,024.
     assert 1000 < payload["started"] < 1024
     assert payload["error"] == "can't start new thread"
 
-    again, _, _ = _invoke(served, "threads", {"n": 900})  # all ended: room again
+    again, _, _ = invoke_with_log(
+        served, "threads", {"n": 900}
+    )  # all ended: room again
 
     assert again == {"started": 900, "error": None}
 
@@ -163,7 +152,7 @@ def test_background_threads_make_no_progress_between_invokes(
     # In the sandbox only /tmp is writable: the counter is read through /proc.
     inside = f"/tmp/counter-{uuid.uuid4().hex}" if is_sandboxed else str(tmp_path / "c")
 
-    payload, _, _ = _invoke(served, "ticker", {"path": inside})
+    payload, _, _ = invoke_with_log(served, "ticker", {"path": inside})
     pid = _host_pid_seeing(inside) if is_sandboxed else payload["pid"]
     counter = Path(f"/proc/{pid}/root{inside}" if is_sandboxed else inside)
     wait_for(lambda: _is_frozen(pid), 5, "the idle environment to freeze")
@@ -174,7 +163,7 @@ def test_background_threads_make_no_progress_between_invokes(
     assert _is_frozen(pid)
 
     # It runs again while the next invoke does.
-    again, _, _ = _invoke(served, "ticker", {"path": inside, "wait": 0.2})
+    again, _, _ = invoke_with_log(served, "ticker", {"path": inside, "wait": 0.2})
 
     assert again["pid"] == payload["pid"]
     assert counter.stat().st_size > frozen_at

@@ -8,24 +8,22 @@ it; as root it always can) and, for the cgroup parts, cgroups this user may writ
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lamina.emulator import cgroups, sandbox
 from tests.conftest import (
-    LAMINA,
     Served,
     code_dir,
     function_yaml,
+    invoke_with_log,
+    lamina,
     pid_alive,
     stop_process,
     wait_for,
@@ -54,16 +52,6 @@ def _layer(tmp_path: Path, name: str, files: dict[str, str]) -> str:
     )
 
 
-def _invoke(
-    served: Served, name: str, event: object
-) -> tuple[Any, dict[str, Any], str]:
-    answer = served.client().invoke(  # type: ignore[attr-defined]
-        FunctionName=name, Payload=json.dumps(event), LogType="Tail"
-    )
-    log = base64.b64decode(answer["LogResult"]).decode()
-    return json.loads(answer["Payload"].read()), answer, log
-
-
 def _serve(serve: Callable[..., Served], text: str) -> Served:
     return serve(text, "--sandbox", "namespaces")
 
@@ -80,7 +68,7 @@ def test_the_function_sees_lambdas_layout_and_only_tmp_is_writable(
     )
     served = _serve(serve, text)
 
-    seen, answer, _ = _invoke(served, "fn", {})
+    seen, answer, _ = invoke_with_log(served, "fn", {})
 
     assert "FunctionError" not in answer, seen
     assert (seen["uid"], seen["gid"]) == (993, 990)
@@ -118,7 +106,7 @@ def test_tmp_holds_ephemeral_storage_and_no_more(
     )
     served = _serve(serve, text)
 
-    payload, answer, _ = _invoke(served, "fn", {"mb": 600})
+    payload, answer, _ = invoke_with_log(served, "fn", {"mb": 600})
 
     assert "FunctionError" not in answer, payload
     assert payload == {"written_mb": 512, "error": "No space left on device"}
@@ -141,7 +129,7 @@ def test_a_layer_extension_runs_in_the_sandbox_too(
     )
     served = _serve(serve, text)
 
-    payload, answer, log = _invoke(served, "fn", {"n": 1})
+    payload, answer, log = invoke_with_log(served, "fn", {"n": 1})
 
     assert "FunctionError" not in answer, payload
     assert "EXTENSION\tName: recorder\tState: Ready\tEvents: [INVOKE,SHUTDOWN]" in log
@@ -173,9 +161,9 @@ def test_a_missing_or_unrunnable_bootstrap_is_an_invalid_entrypoint(
     )
     served = _serve(serve, text)
 
-    missing_payload, _, _ = _invoke(served, "missing", {})
-    unrunnable_payload, _, _ = _invoke(served, "unrunnable", {})
-    crlf_payload, _, log = _invoke(served, "crlf", {})
+    missing_payload, _, _ = invoke_with_log(served, "missing", {})
+    unrunnable_payload, _, _ = invoke_with_log(served, "unrunnable", {})
+    crlf_payload, _, log = invoke_with_log(served, "crlf", {})
 
     assert crlf_payload["errorType"] == "Runtime.InvalidEntrypoint"
     assert "bwrap" not in log
@@ -196,7 +184,7 @@ def test_sigterm_reaches_the_runtime_inside_the_sandbox(
         Environment="{Variables: {SHUTDOWN_MARKER: /dev/stdout}}",
     )
     served = _serve(serve, text)
-    _invoke(served, "fn", {})
+    invoke_with_log(served, "fn", {})
 
     served.process.send_signal(signal.SIGINT)
     served.process.wait(timeout=10)
@@ -231,7 +219,7 @@ def test_nothing_is_left_after_serve_stops(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     served = _serve(serve, _echo_template(tmp_path))
-    _invoke(served, "fn", {})
+    invoke_with_log(served, "fn", {})
     assert _lamina_cgroups(served.process.pid), "the environment has a cgroup"
 
     stop_process(served.process)
@@ -244,7 +232,7 @@ def test_after_a_crash_the_next_start_takes_the_cgroups_away(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     served = _serve(serve, _echo_template(tmp_path))
-    _invoke(served, "fn", {})
+    invoke_with_log(served, "fn", {})
     members = [
         int(pid)
         for folder in _lamina_cgroups(served.process.pid)
@@ -266,13 +254,7 @@ def test_after_a_crash_the_next_start_takes_the_cgroups_away(
     assert _lamina_cgroups(served.process.pid)  # ... but not the cgroup folders.
 
     # The next lamina (serve, invoke or doctor) sweeps them.
-    result = subprocess.run(
-        [LAMINA, "doctor", "--sandbox", "auto"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = lamina("doctor", "--sandbox", "auto")
 
     assert result.returncode == 0, result.stderr
     assert _lamina_cgroups(served.process.pid) == []
@@ -286,13 +268,8 @@ def test_asking_for_a_sandbox_this_machine_lacks_is_a_clear_error(
     template.write_text("Resources:" + function_yaml("fn", "behave.echo"))
     env = dict(os.environ, PATH="/nonexistent")
 
-    result = subprocess.run(
-        [LAMINA, "invoke", "fn", "-t", str(template), "--sandbox", "namespaces"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
+    result = lamina(
+        "invoke", "fn", "-t", str(template), "--sandbox", "namespaces", env=env
     )
 
     assert result.returncode != 0
@@ -340,14 +317,7 @@ def test_a_v2_cgroup_freezes_thaws_and_kills_its_processes() -> None:
 def test_doctor_names_this_machines_backend_and_what_it_enforces(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [LAMINA, "doctor", "--sandbox", "auto"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = lamina("doctor", "--sandbox", "auto", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     backend = result.stdout.splitlines()[0]

@@ -1,0 +1,1 @@
+"""The build story: ``lamina new``, ``build``, ``inspect`` and ``deploy``."""

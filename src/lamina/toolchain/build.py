@@ -1,0 +1,404 @@
+"""``lamina build``: one deployment zip per function and per layer, for its target.
+
+A package is what Lambda unpacks into ``/var/task`` (or a layer into ``/opt``):
+
+- the function's code folder, without caches and local state;
+- for ``python3.x``: the dependencies of ``requirements.txt`` (or
+  ``pyproject.toml``'s ``[project] dependencies``), installed by pip for the
+  target — its Python version, its machine, and wheels whose manylinux tag needs
+  no newer glibc than the target's OS has; pip is never allowed to build from
+  source for this machine (``--only-binary=:all:``);
+- for ``provided.*``: the ``bootstrap`` at the root. A Python project on a custom
+  runtime also gets lamina's runtime client (``lamina/runtime``, about 100 KB),
+  and its ``bootstrap`` looks for an interpreter in a layer (``/opt/python/bin``
+  or ``/opt/bin``), since Amazon Linux 2023's own image has none.
+
+The zip is deterministic: sorted entries, fixed timestamps, ``bootstrap`` and
+executables 0755 and everything else 0644, so the same inputs give the same bytes
+(and Lambda's ``CodeSha256`` stays put). Lambda's size limits are checked, and
+every native file is checked against the target with ``lamina inspect``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lamina.runtime
+from lamina.emulator.function import FunctionConfig, Layer
+from lamina.toolchain.targets import Target, UnknownTarget, target
+
+ZIPPED_LIMIT = 50 * 1024 * 1024  # direct upload
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # function and layers together
+EPOCH = (1980, 1, 1, 0, 0, 0)
+BUILD_DIR = Path(".lamina") / "build"
+_SKIPPED = {"__pycache__", ".git", ".lamina", ".aws-sam", ".venv", ".pytest_cache"}
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+_BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
+
+
+class BuildError(Exception):
+    """The package cannot be built, or would not work on Lambda; says why."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built zip and its sizes."""
+
+    name: str
+    path: Path
+    zipped: int
+    unzipped: int
+    files: int
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+# -- collecting files -----------------------------------------------------------------
+
+
+def _walk(root: Path) -> Iterable[tuple[str, Path]]:
+    """(name in the zip, file) for every file under ``root``, sorted."""
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED)
+        for name in sorted(files):
+            if name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            path = Path(folder) / name
+            yield path.relative_to(root).as_posix(), path
+
+
+def _mode(name: str, path: Path) -> int:
+    # Lambda runs /var/task/bootstrap and a layer's extensions: executable whatever
+    # the mode on this machine (a checkout on another system may have lost it).
+    if name == "bootstrap" or name.startswith("extensions/"):
+        return 0o755
+    return _file_mode(path)
+
+
+def _file_mode(path: Path) -> int:
+    return 0o755 if os.stat(path).st_mode & 0o111 else 0o644
+
+
+def write_zip(files: list[tuple[str, Path]], out: Path) -> tuple[int, int]:
+    """Write ``files`` deterministically; returns (zipped, unzipped) bytes."""
+    unzipped = 0
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zipped:
+        for name, path in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=EPOCH)
+            info.create_system = 3  # Unix, so that the mode bits count
+            info.external_attr = (0o100000 | _mode(name, path)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            data = path.read_bytes()
+            unzipped += len(data)
+            zipped.writestr(info, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial")
+    staging.write_bytes(buffer.getvalue())
+    staging.replace(out)
+    return out.stat().st_size, unzipped
+
+
+# -- dependencies -----------------------------------------------------------------------
+
+
+def requirements(code_dir: Path) -> list[str]:
+    """The project's dependencies: requirements.txt, else pyproject.toml's."""
+    listed = code_dir / "requirements.txt"
+    if listed.is_file():
+        return [
+            line.strip()
+            for line in listed.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    project = code_dir / "pyproject.toml"
+    if project.is_file():
+        try:
+            document = tomllib.loads(project.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise BuildError(f"{project}: not valid TOML: {exc}") from exc
+        return [str(dep) for dep in document.get("project", {}).get("dependencies", [])]
+    return []
+
+
+def pip_command(
+    wanted: list[str], where: Path, python: tuple[int, int], tgt: Target
+) -> list[str]:
+    """pip, resolving ``wanted`` for the target and installing into ``where``."""
+    version = f"{python[0]}.{python[1]}"
+    command = [sys.executable, "-m", "pip", "install", "--quiet"]
+    command += ["--disable-pip-version-check", "--no-compile", "--no-input"]
+    # Everything the package needs goes into it, whatever this venv holds.
+    command += ["--ignore-installed"]
+    command += ["--target", str(where), "--only-binary=:all:"]
+    command += ["--implementation", "cp", "--python-version", version]
+    for platform in tgt.manylinux_platforms():
+        command += ["--platform", platform]
+    return [*command, *wanted]
+
+
+def install_dependencies(
+    wanted: list[str], where: Path, python: tuple[int, int], tgt: Target
+) -> None:
+    result = subprocess.run(
+        pip_command(wanted, where, python, tgt),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        why = "\n".join(lines[-6:]) or f"pip exited with status {result.returncode}"
+        raise BuildError(
+            f"cannot install the dependencies for {tgt.describe()}:\n{why}\n"
+            "Only wheels are used (no builds for this machine): pin a version that "
+            "publishes a wheel for this target, or vendor the package."
+        )
+
+
+# -- a function -------------------------------------------------------------------------
+
+PYTHON_BOOTSTRAP = """#!/bin/sh
+# Starts lamina's runtime client on Python. Amazon Linux 2023 has no Python of its
+# own: a layer brings one (at /opt/python/bin or /opt/bin); locally the machine's.
+PYTHON=python3
+for candidate in /opt/python/bin/python3 /opt/bin/python3; do
+    if [ -x "$candidate" ]; then PYTHON=$candidate; break; fi
+done
+export PYTHONPATH="$LAMBDA_TASK_ROOT${LAMBDA_RUNTIME_DIR:+:$LAMBDA_RUNTIME_DIR}"
+exec "$PYTHON" -S -m lamina.runtime
+"""
+
+
+def _runtime_client_files() -> list[tuple[str, Path]]:
+    source = Path(lamina.runtime.__file__).parent
+    files = [(f"lamina/runtime/{p.name}", p) for p in sorted(source.glob("*.py"))]
+    return files
+
+
+def _is_python_project(code_dir: Path) -> bool:
+    bootstrap = code_dir / "bootstrap"
+    if bootstrap.is_file():
+        with contextlib.suppress(OSError):
+            return "lamina.runtime" in bootstrap.read_text(errors="replace")
+    return False
+
+
+def _check_bootstrap(config: FunctionConfig, names: set[str]) -> None:
+    if "bootstrap" in names:
+        return
+    if any((layer.path / "bootstrap").is_file() for layer in config.layers):
+        return  # a layer brings /opt/bootstrap
+    misplaced = sorted(name for name in names if name.endswith("/bootstrap"))
+    found = (
+        f" (found {', '.join(misplaced)}, which Lambda does not look at)"
+        if misplaced
+        else ""
+    )
+    raise BuildError(
+        f"{config.name}: {config.runtime} needs an executable bootstrap at "
+        f"{_BOOTSTRAP_PLACES}{found}: put it at the root of {config.code_dir}"
+    )
+
+
+def build_function(
+    config: FunctionConfig,
+    out_dir: Path,
+    arch: str | None = None,
+    say: Callable[[str], None] = print,
+) -> Package:
+    """Build ``<out_dir>/<name>.zip`` for the function's runtime and architecture."""
+    try:
+        tgt = target(config.runtime, arch or config.architecture)
+    except UnknownTarget as exc:
+        raise BuildError(f"{config.name}: {exc}") from exc
+    if not config.code_dir.is_dir():
+        raise BuildError(f"{config.name}: code folder {config.code_dir} does not exist")
+    files = list(_walk(config.code_dir))
+    wanted = requirements(config.code_dir)
+    is_custom = tgt.python is None
+    python = tgt.python or sys.version_info[:2]
+    if is_custom:
+        _check_bootstrap(config, {name for name, _ in files})
+        if _is_python_project(config.code_dir):
+            names = {name for name, _ in files}
+            files += [f for f in _runtime_client_files() if f[0] not in names]
+    with tempfile.TemporaryDirectory(prefix="lamina-build-") as scratch:
+        if wanted and (not is_custom or _is_python_project(config.code_dir)):
+            say(
+                f"  {config.name}: resolving {len(wanted)} dependencies for "
+                f"{tgt.describe()}, Python {python[0]}.{python[1]}"
+            )
+            deps = Path(scratch) / "deps"
+            install_dependencies(wanted, deps, python, tgt)
+            taken = {name for name, _ in files}
+            files += [(n, p) for n, p in _walk(deps) if n not in taken]
+        out = out_dir / f"{config.name}.zip"
+        zipped, unzipped = write_zip(files, out)
+    package = Package(config.name, out, zipped, unzipped, len(files))
+    try:
+        _check_limits(config, package)
+        _check_binaries(config, package, tgt)
+    except BuildError:
+        out.unlink()
+        raise
+    return package
+
+
+def _check_limits(config: FunctionConfig, package: Package) -> None:
+    layers = sum(
+        path.stat().st_size for layer in config.layers for _, path in _walk(layer.path)
+    )
+    total = package.unzipped + layers
+    if total > UNZIPPED_LIMIT:
+        raise BuildError(
+            f"{config.name}: {_mb(total)} unzipped with its layers "
+            f"({_mb(package.unzipped)} code, {_mb(layers)} layers): Lambda allows "
+            f"{_mb(UNZIPPED_LIMIT)}"
+        )
+    if package.zipped > ZIPPED_LIMIT:
+        raise BuildError(
+            f"{config.name}: the zip is {_mb(package.zipped)}: a direct upload takes "
+            f"at most {_mb(ZIPPED_LIMIT)} (upload larger packages through S3, or move "
+            "dependencies into a layer)"
+        )
+
+
+def _check_binaries(config: FunctionConfig, package: Package, tgt: Target) -> None:
+    from lamina.toolchain.inspect import problems
+
+    found = problems(package.path, tgt)
+    if found:
+        listed = "\n".join(f"  {line}" for line in found)
+        raise BuildError(
+            f"{config.name}: the package cannot run on {tgt.describe()}:\n{listed}"
+        )
+
+
+def build_layer(layer: Layer, out_dir: Path) -> Package:
+    files = list(_walk(layer.path))
+    out = out_dir / "layers" / f"{layer.name}.zip"
+    zipped, unzipped = write_zip(files, out)
+    return Package(layer.name, out, zipped, unzipped, len(files))
+
+
+# -- running a built package ----------------------------------------------------------
+
+
+def built_dir(template_dir: Path) -> Path:
+    return template_dir / BUILD_DIR
+
+
+def unpack(package: Path, where: Path) -> Path:
+    """Unzip ``package`` as Lambda does, mode bits included; returns the folder."""
+    if where.exists():
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    with zipfile.ZipFile(package) as zipped:
+        for info in zipped.infolist():
+            target_path = where / info.filename
+            if not target_path.resolve().is_relative_to(where.resolve()):
+                raise BuildError(
+                    f"{package}: {info.filename} points outside the package"
+                )
+            zipped.extract(info, where)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                target_path.chmod(mode)
+    return where
+
+
+def as_built(config: FunctionConfig, template_dir: Path) -> FunctionConfig:
+    """The function as its built zip runs: unpacked code, unpacked layers."""
+    out = built_dir(template_dir)
+    package = out / f"{config.name}.zip"
+    if not package.is_file():
+        raise BuildError(
+            f"{config.name}: no built package at {package}: run lamina build first"
+        )
+    code = unpack(package, out / "unpacked" / config.name)
+    layers = []
+    for layer in config.layers:
+        zipped = out / "layers" / f"{layer.name}.zip"
+        if not zipped.is_file():
+            raise BuildError(
+                f"{config.name}: layer {layer.name} is not built: run lamina build first"
+            )
+        layers.append(
+            Layer(layer.name, unpack(zipped, out / "unpacked" / "layers" / layer.name))
+        )
+    return replace(config, code_dir=code, layers=tuple(layers))
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from lamina.emulator.template import find_template, load_template
+
+    template_path = find_template(args.template)
+    loaded = load_template(template_path)
+    functions = loaded.functions
+    if args.function:
+        chosen = {
+            name: config
+            for name, config in functions.items()
+            if args.function in (name, config.logical_id)
+        }
+        if not chosen:
+            names = ", ".join(sorted(functions))
+            print(
+                f"lamina: no function {args.function!r} in {template_path} ({names})",
+                file=sys.stderr,
+            )
+            return 2
+        functions = chosen
+    out_dir = Path(args.output) if args.output else built_dir(template_path.parent)
+    print(
+        f"lamina: building {len(functions)} function(s) into {out_dir}", file=sys.stderr
+    )
+    built: list[Package] = []
+    failed = 0
+    layers: dict[str, Layer] = {}
+    for config in functions.values():
+        try:
+            built.append(build_function(config, out_dir, args.arch, say=_say))
+        except BuildError as exc:
+            failed += 1
+            print(f"lamina: {exc}", file=sys.stderr)
+            continue
+        layers.update((layer.name, layer) for layer in config.layers)
+    for layer in layers.values():
+        built.append(build_layer(layer, out_dir))
+    _table(built)
+    return 1 if failed else 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _table(built: list[Package]) -> None:
+    if not built:
+        return
+    width = max(len(p.name) for p in built)
+    print(f"{'package':<{width}}  {'zipped':>9}  {'unzipped':>9}  {'files':>6}  path")
+    for p in built:
+        print(
+            f"{p.name:<{width}}  {_mb(p.zipped):>9}  {_mb(p.unzipped):>9}  "
+            f"{p.files:>6}  {p.path}"
+        )
