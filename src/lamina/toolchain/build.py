@@ -9,7 +9,7 @@ A package is what Lambda unpacks into ``/var/task`` (or a layer into ``/opt``):
   no newer glibc than the target's OS has; pip is never allowed to build from
   source for this machine (``--only-binary=:all:``);
 - for ``provided.*``: the ``bootstrap`` at the root. A Python project on a custom
-  runtime also gets lamina's runtime client (``lamina/runtime``, about 100 KB),
+  runtime also gets lamina's runtime client (``lamina/runtime``, 66 KB of source),
   and its ``bootstrap`` looks for an interpreter in a layer (``/opt/python/bin``
   or ``/opt/bin``), since Amazon Linux 2023's own image has none.
 
@@ -70,7 +70,7 @@ def _mb(size: int) -> str:
 # -- collecting files -----------------------------------------------------------------
 
 
-def _walk(root: Path) -> Iterable[tuple[str, Path]]:
+def package_files(root: Path) -> Iterable[tuple[str, Path]]:
     """(name in the zip, file) for every file under ``root``, sorted."""
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED)
@@ -228,7 +228,7 @@ def build_function(
         raise BuildError(f"{config.name}: {exc}") from exc
     if not config.code_dir.is_dir():
         raise BuildError(f"{config.name}: code folder {config.code_dir} does not exist")
-    files = list(_walk(config.code_dir))
+    files = list(package_files(config.code_dir))
     wanted = requirements(config.code_dir)
     is_custom = tgt.python is None
     python = tgt.python or sys.version_info[:2]
@@ -246,7 +246,7 @@ def build_function(
             deps = Path(scratch) / "deps"
             install_dependencies(wanted, deps, python, tgt)
             taken = {name for name, _ in files}
-            files += [(n, p) for n, p in _walk(deps) if n not in taken]
+            files += [(n, p) for n, p in package_files(deps) if n not in taken]
         out = out_dir / f"{config.name}.zip"
         zipped, unzipped = write_zip(files, out)
     package = Package(config.name, out, zipped, unzipped, len(files))
@@ -261,7 +261,9 @@ def build_function(
 
 def _check_limits(config: FunctionConfig, package: Package) -> None:
     layers = sum(
-        path.stat().st_size for layer in config.layers for _, path in _walk(layer.path)
+        path.stat().st_size
+        for layer in config.layers
+        for _, path in package_files(layer.path)
     )
     total = package.unzipped + layers
     if total > UNZIPPED_LIMIT:
@@ -290,7 +292,7 @@ def _check_binaries(config: FunctionConfig, package: Package, tgt: Target) -> No
 
 
 def build_layer(layer: Layer, out_dir: Path) -> Package:
-    files = list(_walk(layer.path))
+    files = list(package_files(layer.path))
     out = out_dir / "layers" / f"{layer.name}.zip"
     zipped, unzipped = write_zip(files, out)
     return Package(layer.name, out, zipped, unzipped, len(files))
