@@ -21,7 +21,7 @@ from lamina.toolchain.deployer import (
     describe_change,
     error_of,
 )
-from tests.conftest import LAMINA, free_port
+from tests.conftest import LAMINA, free_port, lamina
 from tests.toolchain.conftest import MotoServer
 
 TRUST = {
@@ -491,3 +491,50 @@ def test_an_xml_error_answer_is_read() -> None:
     exc = ClientError({"Error": {"Code": "403", "Message": body}}, "GetFunction")
 
     assert error_of(exc) == ("AccessDenied", "not authorized")
+
+
+def test_a_new_project_builds_inspects_runs_from_its_zip_and_deploys(
+    tmp_path: Path, moto_lambda: MotoServer, role_arn: str
+) -> None:
+    env = environment(moto_lambda.url)
+    made = lamina("new", "greeter", "--arch", "arm64", cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "greeter"
+    package = project / ".lamina" / "build" / "greeter.zip"
+
+    built = lamina("build", cwd=project, env=env, timeout=300)
+    inspected = lamina(
+        "inspect",
+        str(package),
+        "--target",
+        "python3.12",
+        "--arch",
+        "arm64",
+        cwd=project,
+    )
+    ran = lamina("invoke", "greeter", "--built", "-e", "events/event.json", cwd=project)
+    deployed = lamina(
+        "deploy",
+        "--endpoint-url",
+        moto_lambda.url,
+        "--role",
+        role_arn,
+        cwd=project,
+        env=env,
+    )
+
+    assert built.returncode == 0, built.stderr
+    assert inspected.returncode == 0, inspected.stdout
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(json.loads(ran.stdout)["body"])["message"] == "hello, lamina"
+    assert deployed.returncode == 0, deployed.stderr
+    held = aws(moto_lambda, "lambda").get_function(FunctionName="greeter")
+    configuration = held["Configuration"]
+    assert configuration["Architectures"] == ["arm64"]
+    assert configuration["Runtime"] == "python3.12"
+    # What was deployed is the zip that ran here, byte for byte.
+    assert (
+        configuration["CodeSha256"]
+        == base64.b64encode(hashlib.sha256(package.read_bytes()).digest()).decode()
+    )
+    assert configuration["FunctionArn"] in deployed.stdout

@@ -101,7 +101,7 @@ A Lambda function ({runtime}, {arch}), made by `lamina new`.
 
 CUSTOM_NOTE = """
 `provided.al2023` has no Python of its own: `src/bootstrap` starts lamina's
-runtime client (packaged by `lamina build`, about 100 KB) on the interpreter a
+runtime client (packaged by `lamina build`, 66 KB of source) on the interpreter a
 layer brings at `/opt/python/bin/python3` or `/opt/bin/python3`. Add such a layer
 (a Python build for Amazon Linux, 30-40 MB zipped) before you deploy.
 """
