@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
+from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
@@ -38,6 +39,7 @@ _MACHINES = {
     "EM_S390": "s390x",
 }
 _DF_1_PIE = 0x08000000
+_VERNEED_ENTRY_SIZE = 16  # Elf32/64_Verneed and _Vernaux alike
 _GLIBC_VERSION = re.compile(r"GLIBC_(\d+(?:\.\d+)+)")
 # Binaries linked with packed relative relocations need a loader from glibc 2.36 on.
 _GLIBC_MARKERS = {"GLIBC_ABI_DT_RELR": (2, 36)}
@@ -103,7 +105,14 @@ def is_elf(head: bytes) -> bool:
 def read_elf(data: bytes) -> Elf:
     try:
         return _read(ELFFile(io.BytesIO(data)), data)
-    except (ELFError, ValueError, KeyError, OSError) as exc:
+    except (
+        ELFError,
+        ConstructError,
+        ValueError,
+        KeyError,
+        OSError,
+        OverflowError,
+    ) as exc:
         raise NotReadable(str(exc) or type(exc).__name__) from exc
 
 
@@ -131,7 +140,7 @@ def _read(elf: ELFFile, data: bytes) -> Elf:
         interpreter=interpreter,
         libc=_libc(elf, data, interpreter, needed),
         needed=needed,
-        glibc=_glibc_need(elf),
+        glibc=_glibc_need(elf, len(data)),
         has_python_init=kind == "shared library" and _exports_python_init(elf),
     )
 
@@ -211,15 +220,20 @@ def _has_gnu_abi_tag(elf: ELFFile) -> bool:
     return False
 
 
-def _glibc_need(elf: ELFFile) -> GlibcNeed | None:
+def _glibc_need(elf: ELFFile, size: int) -> GlibcNeed | None:
     # TODO: a binary stripped of its section headers keeps its version needs only in
     # the dynamic segment; those are not read, so its GLIBC need shows as unknown.
     best: GlibcNeed | None = None
     for section in elf.iter_sections():
         if not isinstance(section, GNUVerNeedSection):
             continue
+        # Entries are 16 bytes; counts in a damaged file can claim billions of them.
+        budget = min(int(section["sh_size"]), size) // _VERNEED_ENTRY_SIZE
         for _, auxiliaries in section.iter_versions():
             for aux in auxiliaries:
+                budget -= 1
+                if budget < 0:
+                    raise NotReadable("version needs run past their section")
                 need = _parse_glibc(str(aux.name))
                 if need is not None and (best is None or need.version > best.version):
                     best = need

