@@ -14,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,3 +269,140 @@ def test_a_zip_over_50_mb_is_refused_for_direct_upload(tmp_path: Path) -> None:
     assert re.search(
         r"the zip is 51\.\d MB: a direct upload takes at most 50\.0 MB", built.stderr
     )
+
+
+def _python_code(tmp_path: Path, layer: str = "") -> Path:
+    """A python3.12 function at code/ (app.handler), optionally with a layer."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text("def handler(e, c):\n    return e\n")
+    layers = ""
+    if layer:
+        layers = (
+            f"\n      Layers: [!Ref {layer}]\n  {layer}:\n"
+            "    Type: AWS::Serverless::LayerVersion\n    Properties:\n"
+            f"      ContentUri: {layer.lower()}"
+        )
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n      Handler: app.handler\n      CodeUri: code"
+        + layers
+    )
+    return tmp_path / "code"
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        pytest.param(
+            lambda code: (code / "self").symlink_to("."), None, id="link-to-itself"
+        ),
+        pytest.param(
+            lambda code: (code / "a").symlink_to("b") or (code / "b").symlink_to("a"),
+            "a symbolic link to b, which cannot be read",
+            id="link-loop",
+        ),
+        pytest.param(
+            lambda code: (code / "gone").symlink_to("nowhere"),
+            "a symbolic link to nowhere, which does not exist",
+            id="dangling-link",
+        ),
+        pytest.param(
+            lambda code: os.mkfifo(code / "pipe"),
+            "not a regular file (a FIFO, socket or device)",
+            id="fifo",
+        ),
+    ],
+)
+def test_odd_files_in_the_code_folder_never_hang_the_build(
+    tmp_path: Path, make: Any, says: str | None
+) -> None:
+    make(_python_code(tmp_path))
+
+    built = lamina("build", cwd=tmp_path, timeout=60)
+
+    assert "Traceback" not in built.stderr
+    if says is None:  # a folder already walked is not walked again
+        assert built.returncode == 0, built.stderr
+        assert set(_modes(tmp_path / ".lamina" / "build" / "fn.zip")) == {"app.py"}
+    else:
+        assert built.returncode == 1
+        assert says in built.stderr
+
+
+def test_requirements_files_are_read_by_pip_itself(tmp_path: Path) -> None:
+    code = _python_code(tmp_path)
+    (code / "requirements.txt").write_text("-r more.txt  # the pins\n")
+    (code / "more.txt").write_text("idna==3.10  # pinned\n")
+
+    built = lamina("build", cwd=tmp_path, timeout=300)
+
+    assert built.returncode == 0, built.stderr
+    assert "idna" in _wheel_tags(tmp_path / ".lamina" / "build" / "fn.zip")
+
+
+@pytest.mark.parametrize(
+    "line", ["./vendor/pkg", "git+https://example.invalid/x.git", "x @ file:///tmp/x"]
+)
+def test_a_requirement_pip_would_build_here_is_refused(
+    tmp_path: Path, line: str
+) -> None:
+    code = _python_code(tmp_path)
+    (code / "requirements.txt").write_text(line + "\n")
+
+    built = lamina("build", cwd=tmp_path)
+
+    assert built.returncode == 1
+    assert "which pip would build on this machine, not for Lambda" in built.stderr
+
+
+def test_an_empty_package_or_a_missing_handler_module_is_refused(
+    tmp_path: Path,
+) -> None:
+    code = _python_code(tmp_path)
+    (code / "app.py").rename(code / "main.py")
+
+    missing = lamina("build", cwd=tmp_path)
+    (code / "main.py").unlink()
+    empty = lamina("build", cwd=tmp_path)
+
+    assert missing.returncode == 1
+    assert "Handler app.handler names module app, but the package has no app.py" in (
+        missing.stderr
+    )
+    assert empty.returncode == 1
+    assert "holds no files: Lambda refuses an empty package" in empty.stderr
+
+
+def test_a_layer_binary_the_target_cannot_run_fails_the_build(tmp_path: Path) -> None:
+    _python_code(tmp_path, layer="Tools")
+    source = tmp_path / "arc.c"
+    # arc4random is versioned GLIBC_2.36: newer than python3.12's Amazon Linux 2023.
+    source.write_text(
+        "#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n"
+    )
+    (tmp_path / "tools" / "bin").mkdir(parents=True)
+    compiled = subprocess.run(
+        ["gcc", "-o", str(tmp_path / "tools" / "bin" / "arc"), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if compiled.returncode != 0:
+        pytest.skip(f"this glibc has no arc4random: {compiled.stderr.strip()}")
+
+    built = lamina("build", cwd=tmp_path)
+
+    assert built.returncode == 1
+    assert "layer Tools, as fn's, cannot run on python3.12" in built.stderr
+    assert "/opt/bin/arc: needs GLIBC_2.36, python3.12 has 2.34" in built.stderr
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    _python_code(tmp_path)
+    (tmp_path / "taken").write_text("")
+
+    built = lamina("build", "-o", str(tmp_path / "taken"), cwd=tmp_path)
+
+    assert built.returncode == 2
+    assert "a file, not a folder" in built.stderr
+    assert "Traceback" not in built.stderr

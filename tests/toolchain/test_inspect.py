@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -344,6 +345,27 @@ def test_executable_script_bootstrap_is_fine(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout
     assert "#!/bin/sh" in done.stdout
+
+
+def test_a_script_saved_with_windows_line_endings_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "bootstrap"
+    script.write_bytes(b"#!/bin/sh\r\nexec ./handler\r\n")
+    script.chmod(0o755)
+
+    done = inspect(tmp_path, "--target", "provided.al2023")
+
+    assert done.returncode == 1
+    assert "bootstrap: its #! line ends in a carriage return" in done.stdout
+
+
+def test_a_fifo_given_as_the_path_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    done = inspect(fifo)
+
+    assert done.returncode == 2
+    assert "not a regular file, folder or zip" in done.stderr
 
 
 def test_missing_bootstrap_is_a_note(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -71,14 +73,51 @@ def _mb(size: int) -> str:
 
 
 def package_files(root: Path) -> Iterable[tuple[str, Path]]:
-    """(name in the zip, file) for every file under ``root``, sorted."""
+    """(name in the zip, file) for every file under ``root``, sorted.
+
+    Symbolic links are followed (the zip holds what they point at), a folder seen
+    before is not entered again (a link loop), and what cannot go into a zip — a
+    dangling link, a FIFO, a socket, a name that is not UTF-8 — is a ``BuildError``.
+    """
+    seen: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        here = os.stat(folder)
+        if (here.st_dev, here.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((here.st_dev, here.st_ino))
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED)
         for name in sorted(files):
             if name.endswith(_SKIPPED_SUFFIXES):
                 continue
             path = Path(folder) / name
-            yield path.relative_to(root).as_posix(), path
+            relative = path.relative_to(root).as_posix()
+            yield _checked(relative, path), path
+
+
+def _checked(relative: str, path: Path) -> str:
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BuildError(
+            f"{path.parent / ascii(path.name)}: the name is not UTF-8, which a zip "
+            "for Lambda needs: rename it"
+        ) from None
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if path.is_symlink():
+            raise BuildError(
+                f"{path}: a symbolic link to {os.readlink(path)}, which "
+                f"{'does not exist' if isinstance(exc, FileNotFoundError) else 'cannot be read'}"
+            ) from None
+        raise BuildError(f"{path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BuildError(
+            f"{path}: not a regular file (a FIFO, socket or device): a Lambda package "
+            "holds files only"
+        )
+    return relative
 
 
 def _mode(name: str, path: Path) -> int:
@@ -117,22 +156,52 @@ def write_zip(files: list[tuple[str, Path]], out: Path) -> tuple[int, int]:
 
 
 def requirements(code_dir: Path) -> list[str]:
-    """The project's dependencies: requirements.txt, else pyproject.toml's."""
+    """pip's arguments for the project's dependencies: ``-r requirements.txt``, else
+    ``pyproject.toml``'s ``[project] dependencies``; empty when there are none."""
     listed = code_dir / "requirements.txt"
     if listed.is_file():
-        return [
-            line.strip()
-            for line in listed.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
+        lines = _logical_lines(listed.read_text(errors="replace"))
+        if not lines:
+            return []
+        for line in lines:
+            _refuse_direct(line, listed)
+        return ["-r", str(listed)]
     project = code_dir / "pyproject.toml"
     if project.is_file():
         try:
             document = tomllib.loads(project.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise BuildError(f"{project}: not valid TOML: {exc}") from exc
-        return [str(dep) for dep in document.get("project", {}).get("dependencies", [])]
+        wanted = [str(d) for d in document.get("project", {}).get("dependencies", [])]
+        for line in wanted:
+            _refuse_direct(line, project)
+        return wanted
     return []
+
+
+def _logical_lines(text: str) -> list[str]:
+    """A requirements file's lines, joined where they continue, without comments."""
+    joined = re.sub(r"\\\n", " ", text)
+    lines = [re.sub(r"(^|\s)#.*$", "", line).strip() for line in joined.splitlines()]
+    return [line for line in lines if line]
+
+
+def _refuse_direct(line: str, source: Path) -> None:
+    # pip builds a local folder, a URL or a VCS checkout on this machine, wheels-only
+    # options or not: such a package would hold code compiled for here.
+    if line.startswith("-") and not line.startswith(("-e", "--editable")):
+        return  # an option: --index-url, --hash, -r other.txt, ...
+    direct = (
+        line.startswith((".", "/", "~", "-e", "--editable", "file:"))
+        or "://" in line
+        or re.search(r"\s@\s", line) is not None
+    )
+    if direct:
+        raise BuildError(
+            f"{source}: {line!r} is a path or URL, which pip would build on this "
+            "machine, not for Lambda: publish a wheel and pin it, or vendor the "
+            "package's files into the code folder"
+        )
 
 
 def pip_command(
@@ -152,22 +221,42 @@ def pip_command(
 
 
 def install_dependencies(
-    wanted: list[str], where: Path, python: tuple[int, int], tgt: Target
+    wanted: list[str],
+    where: Path,
+    python: tuple[int, int],
+    tgt: Target,
+    cwd: Path | None = None,
 ) -> None:
     result = subprocess.run(
         pip_command(wanted, where, python, tgt),
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
     )
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        why = "\n".join(lines[-6:]) or f"pip exited with status {result.returncode}"
-        raise BuildError(
-            f"cannot install the dependencies for {tgt.describe()}:\n{why}\n"
-            "Only wheels are used (no builds for this machine): pin a version that "
-            "publishes a wheel for this target, or vendor the package."
+    if result.returncode == 0:
+        # Console scripts name this machine's interpreter in their #! line:
+        # useless on Lambda, and they would tie the zip's bytes to this venv.
+        shutil.rmtree(where / "bin", ignore_errors=True)
+        return
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not line.startswith("WARNING: Location")
+    ]
+    why = "\n".join(lines[-6:]) or f"pip exited with status {result.returncode}"
+    hint = ""
+    missing = re.search(r"satisfies the requirement (\S+) \(from versions: none\)", why)
+    if missing:
+        hint = (
+            f"\nNo wheel of {missing.group(1)} fits Python {python[0]}.{python[1]} on "
+            f"{tgt.arch} with glibc {tgt.glibc_text}: it may publish only a source "
+            "distribution, which lamina does not build for this machine. Pin a "
+            "version that publishes such a wheel, or vendor the package."
         )
+    raise BuildError(
+        f"cannot install the dependencies for {tgt.describe()}:\n{why}{hint}"
+    )
 
 
 # -- a function -------------------------------------------------------------------------
@@ -215,6 +304,20 @@ def _check_bootstrap(config: FunctionConfig, names: set[str]) -> None:
     )
 
 
+def _check_handler(config: FunctionConfig, names: set[str]) -> None:
+    """The handler's module is in the package, as the runtime will look for it."""
+    module = config.handler.rsplit(".", 1)[0]
+    stem = module.replace(".", "/")
+    if f"{stem}.py" in names or f"{stem}/__init__.py" in names:
+        return
+    if any(n.startswith(f"{stem}.") and n.endswith(".so") for n in names):
+        return
+    raise BuildError(
+        f"{config.name}: Handler {config.handler} names module {module}, but the "
+        f"package has no {stem}.py: Lambda would fail with Runtime.ImportModuleError"
+    )
+
+
 def build_function(
     config: FunctionConfig,
     out_dir: Path,
@@ -229,6 +332,11 @@ def build_function(
     if not config.code_dir.is_dir():
         raise BuildError(f"{config.name}: code folder {config.code_dir} does not exist")
     files = list(package_files(config.code_dir))
+    if not files:
+        raise BuildError(
+            f"{config.name}: {config.code_dir} holds no files: Lambda refuses an "
+            "empty package"
+        )
     wanted = requirements(config.code_dir)
     is_custom = tgt.python is None
     python = tgt.python or sys.version_info[:2]
@@ -240,13 +348,15 @@ def build_function(
     with tempfile.TemporaryDirectory(prefix="lamina-build-") as scratch:
         if wanted and (not is_custom or _is_python_project(config.code_dir)):
             say(
-                f"  {config.name}: resolving {len(wanted)} dependencies for "
+                f"  {config.name}: resolving its dependencies for "
                 f"{tgt.describe()}, Python {python[0]}.{python[1]}"
             )
             deps = Path(scratch) / "deps"
-            install_dependencies(wanted, deps, python, tgt)
+            install_dependencies(wanted, deps, python, tgt, cwd=config.code_dir)
             taken = {name for name, _ in files}
             files += [(n, p) for n, p in package_files(deps) if n not in taken]
+        if not is_custom:
+            _check_handler(config, {name for name, _ in files})
         out = out_dir / f"{config.name}.zip"
         zipped, unzipped = write_zip(files, out)
     package = Package(config.name, out, zipped, unzipped, len(files))
@@ -353,29 +463,36 @@ def run(args: argparse.Namespace) -> int:
     from lamina.emulator.template import find_template, load_template
 
     template_path = find_template(args.template)
-    loaded = load_template(template_path)
-    functions = loaded.functions
+    functions = load_template(template_path).functions
+    layers = {layer.name: layer for c in functions.values() for layer in c.layers}
+    only_layer = None
     if args.function:
         chosen = {
             name: config
             for name, config in functions.items()
             if args.function in (name, config.logical_id)
         }
-        if not chosen:
-            names = ", ".join(sorted(functions))
+        only_layer = layers.get(args.function) if not chosen else None
+        if not chosen and only_layer is None:
+            names = ", ".join(sorted([*functions, *layers]))
             print(
-                f"lamina: no function {args.function!r} in {template_path} ({names})",
+                f"lamina: no function or layer {args.function!r} in {template_path} "
+                f"({names})",
                 file=sys.stderr,
             )
             return 2
         functions = chosen
     out_dir = Path(args.output) if args.output else built_dir(template_path.parent)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"lamina: -o {out_dir}: a file, not a folder", file=sys.stderr)
+        return 2
     print(
-        f"lamina: building {len(functions)} function(s) into {out_dir}", file=sys.stderr
+        f"lamina: building {len(functions)} function(s) into {out_dir}",
+        file=sys.stderr,
     )
     built: list[Package] = []
     failed = 0
-    layers: dict[str, Layer] = {}
+    wanted_layers: dict[str, list[tuple[str, Target]]] = {}
     for config in functions.values():
         try:
             built.append(build_function(config, out_dir, args.arch, say=_say))
@@ -383,11 +500,45 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"lamina: {exc}", file=sys.stderr)
             continue
-        layers.update((layer.name, layer) for layer in config.layers)
-    for layer in layers.values():
-        built.append(build_layer(layer, out_dir))
+        except OSError as exc:
+            failed += 1
+            print(
+                f"lamina: {config.name}: {exc.filename}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            continue
+        tgt = target(config.runtime, args.arch or config.architecture)
+        for layer in config.layers:
+            wanted_layers.setdefault(layer.name, []).append((config.name, tgt))
+    if only_layer is not None:
+        wanted_layers[only_layer.name] = []
+    for name, users in wanted_layers.items():
+        try:
+            package = build_layer(layers[name], out_dir)
+        except (BuildError, OSError) as exc:
+            failed += 1
+            print(f"lamina: layer {name}: {exc}", file=sys.stderr)
+            continue
+        built.append(package)
+        for function, tgt in users:
+            found = _layer_problems(package, tgt)
+            if found:
+                failed += 1
+                listed = "\n".join(f"  /opt/{line}" for line in found)
+                print(
+                    f"lamina: layer {name}, as {function}'s, cannot run on "
+                    f"{tgt.describe()}:\n{listed}",
+                    file=sys.stderr,
+                )
     _table(built)
     return 1 if failed else 0
+
+
+def _layer_problems(package: Package, tgt: Target) -> list[str]:
+    from lamina.toolchain.inspect import problems
+
+    # A layer need not bring a bootstrap: only its binaries are judged.
+    return [line for line in problems(package.path, tgt) if "bootstrap" not in line]
 
 
 def _say(line: str) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 ZIP_SUFFIXES = (".zip", ".whl", ".jar")
+LARGEST_FILE = 250 * 1024 * 1024  # Lambda unzips at most this much in all
 # Verdicts shown when no --target is given.
 COMMON_TARGETS = ("provided.al2023", "provided.al2")
 _EXTENSION = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-[^.]+\.so$")
@@ -97,6 +98,8 @@ def inspect_path(path: Path) -> Inspection:
             return _inspect_members(str(path), _folder_members(path))
         if path.name.lower().endswith(ZIP_SUFFIXES):
             return _inspect_zip(path)
+        if not path.is_file():
+            raise InspectError(f"{path}: not a regular file, folder or zip")
         member = _Member(path.name, _file_mode(path), lambda: path.open("rb"))
         report = _examine(member, keep_plain=True)
         return Inspection(str(path), False, (report,) if report else ())
@@ -176,7 +179,15 @@ def _examine(member: _Member, keep_plain: bool) -> FileReport | None:
         return FileReport(member.path, "symbolic link") if keep_plain else None
     with member.open() as stream:
         head = stream.read(HEAD_SIZE)
-        data = head + stream.read() if is_elf(head) else head
+        # No file Lambda runs is larger than its 250 MB unzipped: read no more.
+        data = head + stream.read(LARGEST_FILE) if is_elf(head) else head
+    if len(data) > LARGEST_FILE:
+        return FileReport(
+            member.path,
+            "ELF",
+            unreadable="larger than the 250 MB Lambda unzips in all",
+            mode=member.mode,
+        )
 
     if is_elf(head):
         log.debug("reading %s as ELF", member.path)
@@ -188,7 +199,7 @@ def _examine(member: _Member, keep_plain: bool) -> FileReport | None:
     if not keep_plain:
         return None
     if head.startswith(b"#!"):
-        line = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip()
+        line = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip(" \t")
         return FileReport(member.path, "script", script=line, mode=member.mode)
     return FileReport(member.path, "file", mode=member.mode)
 
@@ -286,6 +297,11 @@ def _bootstrap_reasons(report: FileReport) -> list[str]:
         )
     if report.kind == "file":
         found.append("neither an ELF executable nor a #! script")
+    elif report.kind == "script" and report.script and report.script.endswith("\r"):
+        found.append(
+            "its #! line ends in a carriage return (Windows line endings): the "
+            "interpreter's name ends in \\r, so it is not found; save it with \\n"
+        )
     elif report.elf and report.elf.kind != "executable":
         found.append(f"an ELF {report.elf.kind}, not an executable")
     return found

@@ -158,9 +158,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     folder = Path(args.name)
-    if folder.exists() and any(folder.iterdir()):
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         print(
-            f"lamina: {folder} exists and is not empty; pick another NAME",
+            f"lamina: {folder} exists and is not an empty folder; pick another NAME",
             file=sys.stderr,
         )
         return 2
