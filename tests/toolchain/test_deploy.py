@@ -538,3 +538,153 @@ def test_a_new_project_builds_inspects_runs_from_its_zip_and_deploys(
         == base64.b64encode(hashlib.sha256(package.read_bytes()).digest()).decode()
     )
     assert configuration["FunctionArn"] in deployed.stdout
+
+
+def test_a_zip_built_for_another_architecture_is_refused_before_aws(
+    tmp_path: Path,
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    project = Project(
+        tmp_path,
+        "Mismatched",
+        Role="arn:aws:iam::123456789012:role/any",
+        Architectures=["arm64"],
+    )
+    # What lamina build --arch x86_64 leaves: an x86_64 library in an arm64 function.
+    with zipfile.ZipFile(project.zip_path, "a") as zipped:
+        zipped.write("/bin/true", "lib/x.so")
+
+    line = assert_one_line_error(deploy(project, closed), 2)
+
+    assert "Mismatched: " in line
+    assert "cannot run on python3.12 arm64" in line
+    assert "lib/x.so: x86_64 binary" in line
+    assert "run lamina build again (without --arch)" in line
+
+
+def test_a_python_bootstrap_on_provided_warns_that_it_needs_a_layer(
+    tmp_path: Path, moto_lambda: MotoServer, role_arn: str
+) -> None:
+    env = environment(moto_lambda.url)
+    made = lamina("new", "prov", "--runtime", "provided.al2023", cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "prov"
+
+    deployed = lamina(
+        "deploy",
+        "--endpoint-url",
+        moto_lambda.url,
+        "--role",
+        role_arn,
+        cwd=project,
+        env=env,
+    )
+
+    assert deployed.returncode == 0, deployed.stderr
+    assert (
+        "prov: its bootstrap runs Python, which provided.al2023 lacks: it will fail "
+        "to start on Lambda until a layer brings /opt/python/bin/python3 (lamina "
+        "deploy does not publish layers yet)"
+    ) in deployed.stderr
+    held = aws(moto_lambda, "lambda").get_function(FunctionName="prov")
+    assert held["Configuration"]["Runtime"] == "provided.al2023"
+
+
+def public_statement_ids(client: Any, name: str) -> set[str]:
+    try:
+        answer = client.get_policy(FunctionName=name, Qualifier="live")
+    except ClientError as exc:
+        assert error_of(exc)[0] == "ResourceNotFoundException"
+        return set()
+    statements = json.loads(answer["Policy"])["Statement"]
+    return {s["Sid"] for s in statements} & {
+        "FunctionURLAllowPublicAccess",
+        "FunctionURLAllowInvokeAction",
+    }
+
+
+def test_a_removed_function_url_is_deleted_with_its_public_statements(
+    moto_lambda: MotoServer, role_arn: str, tmp_path: Path
+) -> None:
+    project = Project(
+        tmp_path, "Unlisted", Role=role_arn, FunctionUrlConfig={"AuthType": "NONE"}
+    )
+    assert deploy(project, moto_lambda.url).returncode == 0
+    client = aws(moto_lambda, "lambda")
+    assert len(public_statement_ids(client, "Unlisted")) == 2
+
+    del project.props["FunctionUrlConfig"]
+    project.write()
+    previewed = deploy(project, moto_lambda.url, "--dry-run")
+    result = deploy(project, moto_lambda.url)
+
+    assert previewed.returncode == 0, previewed.stderr
+    assert "Unlisted: function URL would be deleted" in previewed.stdout
+    assert "Unlisted: up to date" not in previewed.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Unlisted: function URL" in result.stderr
+    assert "deleted" in result.stderr
+    assert "FunctionURLAllowPublicAccess removed" in result.stderr
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        client.get_function_url_config(FunctionName="Unlisted", Qualifier="live")
+    assert public_statement_ids(client, "Unlisted") == set()
+
+
+def test_a_function_url_made_private_loses_its_public_statements(
+    moto_lambda: MotoServer, role_arn: str, tmp_path: Path
+) -> None:
+    project = Project(
+        tmp_path, "Privatised", Role=role_arn, FunctionUrlConfig={"AuthType": "NONE"}
+    )
+    assert deploy(project, moto_lambda.url).returncode == 0
+    client = aws(moto_lambda, "lambda")
+
+    project.props["FunctionUrlConfig"] = {"AuthType": "AWS_IAM"}
+    project.write()
+    previewed = deploy(project, moto_lambda.url, "--dry-run")
+    result = deploy(project, moto_lambda.url)
+
+    assert "function URL would change: AuthType NONE → AWS_IAM" in previewed.stdout
+    assert "FunctionURLAllowInvokeAction would be removed" in previewed.stdout
+    assert result.returncode == 0, result.stderr
+    url = client.get_function_url_config(FunctionName="Privatised", Qualifier="live")
+    assert url["AuthType"] == "AWS_IAM"
+    assert public_statement_ids(client, "Privatised") == set()
+
+
+def test_an_endpoint_that_is_not_a_url_is_named(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    project = Project(tmp_path, "Misdirected")
+
+    result = deploy(
+        project, "notaurl", "--role", "arn:aws:iam::1:role/R", AWS_ENDPOINT_URL=closed
+    )
+
+    line = assert_one_line_error(result, 2)
+    assert line == (
+        "lamina: --endpoint-url notaurl is not a URL: give http(s)://host:port"
+    )
+
+
+def test_dry_run_with_a_stale_zip_writes_nothing_locally(
+    moto_lambda: MotoServer, role_arn: str, tmp_path: Path
+) -> None:
+    project = Project(tmp_path, "Untouched", Role=role_arn)
+    built = project.zip_path.stat()
+    # A template-only change makes the zip stale.
+    later = built.st_mtime + 10
+    os.utime(project.template, (later, later))
+    data = project.zip_path.read_bytes()
+    before = sorted(p.name for p in (tmp_path / ".lamina").rglob("*"))
+
+    result = deploy(project, moto_lambda.url, "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Untouched: would build the zip first: it is older than its code or template"
+        in result.stderr
+    )
+    assert "Untouched: would be created" in result.stdout
+    assert project.zip_path.read_bytes() == data
+    assert project.zip_path.stat().st_mtime_ns == built.st_mtime_ns
+    assert sorted(p.name for p in (tmp_path / ".lamina").rglob("*")) == before

@@ -3,12 +3,14 @@
 For each function: upload its built zip (create the function, or update its code
 when Lambda's ``CodeSha256`` differs), bring its configuration in line with the
 template, wait for Lambda to finish each update, publish a version, point the alias
-at it and give the alias the template's function URL. ``--dry-run`` makes read-only
-calls and says what would change.
+at it and give the alias the template's function URL (or take down the one the
+template no longer has). Before any call, each zip is checked against the function's
+runtime and architecture. ``--dry-run`` makes read-only calls, writes nothing here
+(a stale zip is built in a scratch folder) and says what would change.
 
 Credentials, region, retries and endpoint come from the standard AWS
 configuration (``--region`` and ``--endpoint-url`` override it); the calls are
-``lamina.toolchain.deployer``'s.
+``lamina.toolchain.deployer``'s, and botocore's exceptions become one line each here.
 
 """
 
@@ -16,8 +18,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from lamina.emulator.function import EventInvokeConfig, FunctionConfig
 from lamina.emulator.intrinsics import SERVERLESS_FUNCTION
@@ -29,16 +45,39 @@ from lamina.toolchain.deployer import (
     DeployError,
     Say,
     Wanted,
-    _client,
-    lambda_terms,
+    error_of,
+    size_text,
     wanted_configuration,
 )
+from lamina.toolchain.inspect import InspectError, problems
+from lamina.toolchain.targets import UnknownTarget, target
+
+_REFUSED_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+    "ExpiredToken",
+}
+_REFUSED_ACTION = {"AccessDeniedException", "AccessDenied"}
+_NO_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE to a profile (aws configure creates one), "
+    "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+_NO_REGION = "no AWS region: pass --region, set AWS_REGION, or run aws configure"
 
 
-def _mb(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / 1024 / 1024:.1f} MB"
+@dataclass(frozen=True)
+class Source:
+    """Where the functions come from: the template, as a file and as read."""
+
+    template: Path
+    document: Any
+    role: str | None  # --role, for functions whose template gives none
+    # Where a stale zip is built again: .lamina/build, or scratch for a dry run.
+    out_dir: Path
+    is_dry_run: bool
 
 
 # -- the template side --------------------------------------------------------------
@@ -89,26 +128,61 @@ def _url(
     return url
 
 
-def _package(config: FunctionConfig, template: Path, say: Say) -> Path:
-    """The function's zip from ``lamina build``, built again when its code is newer."""
-    out_dir = built_dir(template.parent)
-    path = out_dir / f"{config.name}.zip"
+def _package(config: FunctionConfig, source: Source, say: Say) -> Path:
+    """The function's zip from ``lamina build``, built again when its code is newer.
+
+    A dry run builds into ``source.out_dir`` (scratch), leaving .lamina/build as is.
+    """
+    path = built_dir(source.template.parent) / f"{config.name}.zip"
     changed = [p.stat().st_mtime for _, p in package_files(config.code_dir)]
-    newest = max([template.stat().st_mtime, *changed])
+    newest = max([source.template.stat().st_mtime, *changed])
     if path.is_file() and path.stat().st_mtime >= newest:
         return path
 
-    why = "is older than its code" if path.is_file() else "is not built yet"
-    say(f"  {config.name}: the zip {why}; building it")
+    why = "is older than its code or template" if path.is_file() else "is not built yet"
+    if source.is_dry_run:
+        say(f"  {config.name}: would build the zip first: it {why}")
+    else:
+        say(f"  {config.name}: the zip {why}; building it")
     try:
-        return build_function(config, out_dir, say=say).path
+        return build_function(config, source.out_dir, say=say).path
     except BuildError as exc:
         raise DeployError(f"{exc}; fix it, then lamina build", status=2) from exc
 
 
-def wanted(
-    config: FunctionConfig, document: Any, template: Path, role: str | None, say: Say
-) -> Wanted:
+def _check_target(config: FunctionConfig, path: Path) -> None:
+    """Refuse a zip built for another runtime or machine (``lamina build --arch``)."""
+    try:
+        found = problems(path, target(config.runtime, config.architecture))
+    except (UnknownTarget, InspectError) as exc:
+        raise DeployError(f"{config.name}: {exc}", status=2) from exc
+    if found:
+        raise DeployError(
+            f"{config.name}: {path} cannot run on {config.runtime} "
+            f"{config.architecture}: {'; '.join(found)}: run lamina build again "
+            "(without --arch) to build it for the template's target",
+            status=2,
+        )
+
+
+def _warn_missing_python(config: FunctionConfig, path: Path, say: Say) -> None:
+    """A provided.* bootstrap that starts lamina's runtime client needs a Python."""
+    if config.layers or not config.runtime.startswith("provided"):
+        return
+    with zipfile.ZipFile(path) as zipped:
+        if "bootstrap" not in zipped.namelist():
+            return
+        text = zipped.read("bootstrap").decode(errors="replace")
+    if "lamina.runtime" in text:
+        say(
+            f"lamina: warning: {config.name}: its bootstrap runs Python, which "
+            f"{config.runtime} lacks: it will fail to start on Lambda until a layer "
+            "brings /opt/python/bin/python3 (lamina deploy does not publish layers "
+            "yet)"
+        )
+
+
+def wanted(config: FunctionConfig, source: Source, say: Say) -> Wanted:
     """What deploying ``config`` means; refuses what would not work before AWS sees it."""
     name = config.name
     if config.layers:
@@ -124,15 +198,17 @@ def wanted(
         # TODO: deploy EventInvokeConfig and destinations; they stay as Lambda has them.
         say(f"  {name}: EventInvokeConfig and destinations are not deployed; skipped")
 
-    props = _properties(document, config)
-    path = _package(config, template, say)
+    props = _properties(source.document, config)
+    path = _package(config, source, say)
     size = path.stat().st_size
     if size > DIRECT_UPLOAD_LIMIT:
         raise DeployError(
-            f"{name}: {path} is {_mb(size)} ({size} bytes): a direct upload to Lambda "
-            f"takes at most {_mb(DIRECT_UPLOAD_LIMIT)} ({DIRECT_UPLOAD_LIMIT} bytes); "
-            "move dependencies into a layer"
+            f"{name}: {path} is {size_text(size)} ({size} bytes): a direct upload to "
+            f"Lambda takes at most {size_text(DIRECT_UPLOAD_LIMIT)} "
+            f"({DIRECT_UPLOAD_LIMIT} bytes); move dependencies into a layer"
         )
+    _check_target(config, path)
+    _warn_missing_python(config, path, say)
     description = props.get("Description")
     return Wanted(
         name=name,
@@ -141,7 +217,7 @@ def wanted(
         ),
         architectures=[config.architecture],
         code=Code(path, path.read_bytes()),
-        role=_role(name, props, role),
+        role=_role(name, props, source.role),
         url=_url(name, props, config),
         reserved_concurrency=config.reserved_concurrency,
     )
@@ -175,11 +251,24 @@ def _deploy(args: argparse.Namespace) -> int:
     from lamina.emulator.document import read_document
     from lamina.emulator.template import find_template, load_template
 
+    if args.endpoint_url is not None:
+        _check_endpoint(args.endpoint_url)
     template = find_template(args.template)
     functions = _choose(load_template(template).functions, args.function, template)
-    document = read_document(template)
-    wants = [wanted(c, document, template, args.role, _say) for c in functions]
+    with tempfile.TemporaryDirectory(prefix="lamina-deploy-") as scratch:
+        source = Source(
+            template,
+            read_document(template),
+            args.role,
+            Path(scratch) if args.dry_run else built_dir(template.parent),
+            args.dry_run,
+        )
+        # The zips are read into memory here, so scratch may go once this is done.
+        wants = [wanted(c, source, _say) for c in functions]
+    return _apply(args, wants)
 
+
+def _apply(args: argparse.Namespace, wants: list[Wanted]) -> int:
     client = _client(args.region, args.endpoint_url)
     endpoint = str(client.meta.endpoint_url)
     is_default = "amazonaws.com" in endpoint
@@ -221,3 +310,67 @@ def _deploy(args: argparse.Namespace) -> int:
         if outcome.url:
             print(f"{want.name}  url       {outcome.url}")
     return 0
+
+
+def _check_endpoint(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DeployError(
+            f"--endpoint-url {url} is not a URL: give http(s)://host:port", status=2
+        )
+
+
+# -- botocore, in Lambda's terms ------------------------------------------------------
+
+
+def describe_client_error(exc: ClientError) -> str:
+    code, message = error_of(exc)
+    action = f"lambda:{exc.operation_name}"
+    if code in _REFUSED_ACTION:
+        return f"{code}: {action} was refused: {message}"
+    if code in _REFUSED_CREDENTIALS:
+        return (
+            f"{code}: AWS refused the credentials for {action}: {message} "
+            "(check AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    return f"{code} on {action}: {message}"
+
+
+@contextmanager
+def lambda_terms(name: str, endpoint: str, is_default: bool) -> Iterator[None]:
+    """Turn botocore's exceptions into one ``DeployError`` line each."""
+    try:
+        yield
+    except ClientError as exc:
+        raise DeployError(f"{name}: {describe_client_error(exc)}") from exc
+    except NoCredentialsError as exc:
+        raise DeployError(_NO_CREDENTIALS) from exc
+    except NoRegionError as exc:
+        raise DeployError(_NO_REGION) from exc
+    except EndpointConnectionError as exc:
+        hint = "check the network and --region" if is_default else "is it running?"
+        raise DeployError(
+            f"cannot reach the Lambda endpoint {endpoint} ({hint})"
+        ) from exc
+    except BotoCoreError as exc:
+        raise DeployError(f"{name}: {' '.join(str(exc).split())}") from exc
+
+
+def _client(region: str | None, endpoint_url: str | None) -> Any:
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    try:
+        session = boto3.session.Session(region_name=region)
+        return session.client(
+            "lambda",
+            endpoint_url=endpoint_url,
+            config=Config(connect_timeout=10, read_timeout=120),
+        )
+    except NoRegionError as exc:
+        raise DeployError(_NO_REGION) from exc
+    except BotoCoreError as exc:
+        raise DeployError(" ".join(str(exc).split())) from exc
+    except ValueError as exc:
+        # botocore's answer to an endpoint it cannot parse.
+        raise DeployError(f"{' '.join(str(exc).split())}", status=2) from exc

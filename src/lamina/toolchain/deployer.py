@@ -2,7 +2,8 @@
 
 What differs between the template and what Lambda holds is worked out by plain
 functions on plain mappings; ``Deployer`` makes the calls and waits for Lambda to
-finish each update. Errors come out as one line in Lambda's terms.
+finish each update. ``lamina.toolchain.deploy`` turns what botocore raises into
+one line in Lambda's terms.
 
 ::
 
@@ -16,18 +17,13 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import (  # type: ignore[import-untyped]
-    BotoCoreError,
     ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
     WaiterError,
 )
 
@@ -37,20 +33,6 @@ from lamina.emulator.function import FunctionConfig, LogSettings
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 # Lambda finishes most updates in seconds; five minutes is its own waiters' patience.
 _WAIT = {"Delay": 1, "MaxAttempts": 300}
-_REFUSED_CREDENTIALS = {
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "ExpiredTokenException",
-    "ExpiredToken",
-}
-_REFUSED_ACTION = {"AccessDeniedException", "AccessDenied"}
-_NO_CREDENTIALS = (
-    "no AWS credentials: set AWS_PROFILE to a profile (aws configure creates one), "
-    "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-)
-_NO_REGION = "no AWS region: pass --region, set AWS_REGION, or run aws configure"
 
 Say = Callable[[str], None]
 
@@ -163,13 +145,11 @@ def describe_change(name: str, old: Any, new: Any) -> str:
     )
 
 
-def _mb(size: int) -> str:
+def size_text(size: int) -> str:
+    """``12.3 KB`` below a megabyte, ``4.5 MB`` from there."""
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size / 1024 / 1024:.1f} MB"
-
-
-# -- the template side --------------------------------------------------------------
 
 
 # -- the AWS side -------------------------------------------------------------------
@@ -209,6 +189,9 @@ _PUBLIC_URL_STATEMENTS: tuple[dict[str, Any], ...] = (
 )
 
 
+_PUBLIC_STATEMENT_IDS = {str(s["StatementId"]) for s in _PUBLIC_URL_STATEMENTS}
+
+
 class Deployer:
     """Brings functions on Lambda in line with what the template wants."""
 
@@ -236,7 +219,7 @@ class Deployer:
             lines = [
                 f"{name}: would be created: {settings['Runtime']}, "
                 f"{settings['MemorySize']} MB, {settings['Timeout']} s, "
-                f"{want.architectures[0]}, code {_mb(len(want.code.data))} "
+                f"{want.architectures[0]}, code {size_text(len(want.code.data))} "
                 f"(CodeSha256 {want.code.sha256})",
                 f"{name}: version 1 would be published, alias {self.alias} created",
             ]
@@ -247,12 +230,14 @@ class Deployer:
             return lines
 
         changes = self._differences(want, have)
-        lines = [
-            f"{name}: would be updated: {'; '.join(changes)}"
-            if changes
-            else f"{name}: up to date"
-        ]
         alias = self._alias(name)
+        url_lines, is_url_changed = self._url_preview(want, alias is not None)
+        if changes:
+            lines = [f"{name}: would be updated: {'; '.join(changes)}"]
+        elif is_url_changed:
+            lines = [f"{name}: code and configuration up to date"]
+        else:
+            lines = [f"{name}: up to date"]
         if alias is None:
             lines.append(f"{name}: alias {self.alias} would be created")
         elif changes:
@@ -264,20 +249,41 @@ class Deployer:
             lines.append(
                 f"{name}: alias {self.alias} at version {alias['FunctionVersion']}"
             )
-        if want.url:
-            current = self._url_config(name) if alias else None
+        return lines + url_lines
+
+    def _url_preview(self, want: Wanted, has_alias: bool) -> tuple[list[str], bool]:
+        """What would happen to the alias's function URL, and whether it changes."""
+        name = want.name
+        current = self._url_config(name) if has_alias else None
+        if want.url is None:
             if current is None:
-                lines.append(
-                    f"{name}: function URL would be created ({_url_text(want.url)})"
-                )
-            elif url_changes := _url_changes(want.url, current):
-                shown = ", ".join(
-                    f"{k} {current.get(k)} → {v}" for k, v in url_changes.items()
-                )
-                lines.append(f"{name}: function URL would change: {shown}")
-            else:
-                lines.append(f"{name}: function URL {current['FunctionUrl']}")
-        return lines
+                return [], False
+            deleted = (
+                f"{name}: function URL would be deleted ({current['FunctionUrl']})"
+            )
+            return [deleted, *self._public_statements_preview(name)], True
+        if current is None:
+            created = f"{name}: function URL would be created ({_url_text(want.url)})"
+            return [created], True
+
+        lines = []
+        if url_changes := _url_changes(want.url, current):
+            shown = ", ".join(
+                f"{k} {current.get(k)} → {v}" for k, v in url_changes.items()
+            )
+            lines.append(f"{name}: function URL would change: {shown}")
+        if want.url["AuthType"] != "NONE":
+            lines += self._public_statements_preview(name)
+        if not lines:
+            return [f"{name}: function URL {current['FunctionUrl']}"], False
+        return lines, True
+
+    def _public_statements_preview(self, name: str) -> list[str]:
+        found = _PUBLIC_STATEMENT_IDS & self._statement_ids(name)
+        return [
+            f"{name}: public access statement {sid} would be removed"
+            for sid in sorted(found)
+        ]
 
     def _differences(self, want: Wanted, have: Deployed) -> list[str]:
         held = have.configuration
@@ -338,6 +344,8 @@ class Deployer:
         version = str(answer["Version"])
         alias_arn = self._point_alias(want.name, version)
         url = self._function_url(want, want.url) if want.url else None
+        if want.url is None:
+            self._delete_function_url(want.name)
         return Outcome(arn, alias_arn, version, url)
 
     def _create(self, want: Wanted) -> str:
@@ -349,7 +357,7 @@ class Deployer:
             **want.configuration,
         )
         self.say(
-            f"  {want.name}: created ({_mb(len(want.code.data))} of code, "
+            f"  {want.name}: created ({size_text(len(want.code.data))} of code, "
             f"CodeSha256 {want.code.sha256})"
         )
         self._wait(want.name, "function_active_v2", "creation")
@@ -452,7 +460,27 @@ class Deployer:
             self.say(f"  {name}: function URL unchanged")
         if url["AuthType"] == "NONE":
             self._allow_public_url(name)
+        else:
+            self._forbid_public_url(name)
         return str(answer["FunctionUrl"])
+
+    def _delete_function_url(self, name: str) -> None:
+        """Take down the alias's function URL the template no longer has."""
+        current = self._url_config(name)
+        if current is not None:
+            self.client.delete_function_url_config(
+                FunctionName=name, Qualifier=self.alias
+            )
+            self.say(f"  {name}: function URL {current['FunctionUrl']} deleted")
+        self._forbid_public_url(name)
+
+    def _forbid_public_url(self, name: str) -> None:
+        """Remove the statements ``_allow_public_url`` adds for AuthType NONE."""
+        for sid in sorted(_PUBLIC_STATEMENT_IDS & self._statement_ids(name)):
+            self.client.remove_permission(
+                FunctionName=name, StatementId=sid, Qualifier=self.alias
+            )
+            self.say(f"  {name}: public access statement {sid} removed")
 
     def _allow_public_url(self, name: str) -> None:
         present = self._statement_ids(name)
@@ -525,19 +553,6 @@ def _xml_text(tag: str, text: str) -> str:
     return found.group(1) if found else ""
 
 
-def describe_client_error(exc: ClientError) -> str:
-    code, message = error_of(exc)
-    action = f"lambda:{exc.operation_name}"
-    if code in _REFUSED_ACTION:
-        return f"{code}: {action} was refused: {message}"
-    if code in _REFUSED_CREDENTIALS:
-        return (
-            f"{code}: AWS refused the credentials for {action}: {message} "
-            "(check AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        )
-    return f"{code} on {action}: {message}"
-
-
 def _waiter_problem(exc: WaiterError, what: str) -> str:
     last = exc.last_response or {}
     if "Error" in last:
@@ -550,43 +565,3 @@ def _waiter_problem(exc: WaiterError, what: str) -> str:
         code = held.get("LastUpdateStatusReasonCode") or held.get("StateReasonCode")
         return f"the {what} failed: {code}: {reason}"
     return f"the {what} did not finish within five minutes (status {status})"
-
-
-@contextmanager
-def lambda_terms(name: str, endpoint: str, is_default: bool) -> Iterator[None]:
-    """Turn botocore's exceptions into one ``DeployError`` line each."""
-    try:
-        yield
-    except ClientError as exc:
-        raise DeployError(f"{name}: {describe_client_error(exc)}") from exc
-    except NoCredentialsError as exc:
-        raise DeployError(_NO_CREDENTIALS) from exc
-    except NoRegionError as exc:
-        raise DeployError(_NO_REGION) from exc
-    except EndpointConnectionError as exc:
-        hint = "check the network and --region" if is_default else "is it running?"
-        raise DeployError(
-            f"cannot reach the Lambda endpoint {endpoint} ({hint})"
-        ) from exc
-    except BotoCoreError as exc:
-        raise DeployError(f"{name}: {' '.join(str(exc).split())}") from exc
-
-
-# -- the command --------------------------------------------------------------------
-
-
-def _client(region: str | None, endpoint_url: str | None) -> Any:
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    try:
-        session = boto3.session.Session(region_name=region)
-        return session.client(
-            "lambda",
-            endpoint_url=endpoint_url,
-            config=Config(connect_timeout=10, read_timeout=120),
-        )
-    except NoRegionError as exc:
-        raise DeployError(_NO_REGION) from exc
-    except BotoCoreError as exc:
-        raise DeployError(" ".join(str(exc).split())) from exc
