@@ -493,6 +493,16 @@ def test_an_xml_error_answer_is_read() -> None:
     assert error_of(exc) == ("AccessDenied", "not authorized")
 
 
+def deploy_project(
+    project: Path, server: MotoServer, role: str
+) -> subprocess.CompletedProcess[str]:
+    """``lamina deploy`` run in a project folder, to the moto server."""
+    env = environment(server.url)
+    return lamina(
+        "deploy", "--endpoint-url", server.url, "--role", role, cwd=project, env=env
+    )
+
+
 def test_a_new_project_builds_inspects_runs_from_its_zip_and_deploys(
     tmp_path: Path, moto_lambda: MotoServer, role_arn: str
 ) -> None:
@@ -513,15 +523,7 @@ def test_a_new_project_builds_inspects_runs_from_its_zip_and_deploys(
         cwd=project,
     )
     ran = lamina("invoke", "greeter", "--built", "-e", "events/event.json", cwd=project)
-    deployed = lamina(
-        "deploy",
-        "--endpoint-url",
-        moto_lambda.url,
-        "--role",
-        role_arn,
-        cwd=project,
-        env=env,
-    )
+    deployed = deploy_project(project, moto_lambda, role_arn)
 
     assert built.returncode == 0, built.stderr
     assert inspected.returncode == 0, inspected.stdout
@@ -570,15 +572,7 @@ def test_a_python_bootstrap_on_provided_warns_that_it_needs_a_layer(
     assert made.returncode == 0, made.stderr
     project = tmp_path / "prov"
 
-    deployed = lamina(
-        "deploy",
-        "--endpoint-url",
-        moto_lambda.url,
-        "--role",
-        role_arn,
-        cwd=project,
-        env=env,
-    )
+    deployed = deploy_project(project, moto_lambda, role_arn)
 
     assert deployed.returncode == 0, deployed.stderr
     assert (
