@@ -144,7 +144,10 @@ class Bubblewrap:
             below = [layer / name for layer in layer_dirs if (layer / name).exists()]
             _merge(f"{OPT}/{name}", below, args)
         args += ["--size", str(tmp_mb * _MB), "--tmpfs", "/tmp"]
-        for path in self._hidden(inner_argv, inner_env):
+        # A script's interpreter too (an extension's #! naming a venv under /tmp).
+        interpreter = _interpreter_of(argv[0]) if argv else None
+        named = [*inner_argv, *([interpreter] if interpreter else [])]
+        for path in self._hidden(named, inner_env):
             args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev", *_KERNEL_SETTINGS]
         args += ["--remount-ro", OPT, "--remount-ro", "/dev", "--remount-ro", "/"]
@@ -190,6 +193,19 @@ def check_executable(path: str) -> None:
     is_elf = header.startswith(b"\x7fELF") and header[5:6] == b"\x01"
     if not is_elf or machine is None or (host is not None and machine != host):
         raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), path)
+
+
+def _interpreter_of(path: str) -> str | None:
+    """The interpreter a ``#!`` script names, or None."""
+    try:
+        with open(path, "rb") as file:
+            line = file.readline(256)
+    except OSError:
+        return None
+    if not line.startswith(b"#!"):
+        return None
+    words = line[2:].strip().split(b" ", 1)
+    return words[0].decode(errors="replace") if words[0] else None
 
 
 def _check_interpreter(path: str) -> None:
