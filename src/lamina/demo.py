@@ -118,6 +118,7 @@ def run_demo(template: str | None) -> int:
     loaded = load_template(path)
     service = LambdaService(loaded.functions, sink=StreamSink(sys.stdout))
     print(_style(f"lamina demo: {len(loaded.functions)} functions from {path}", _BOLD))
+    print(f"sandbox: {service.backend.name} (lamina doctor says what it enforces)")
     service.prepare()
     rows = aio.run(_run(service))
     print(_style("\nInvokes", _BOLD))

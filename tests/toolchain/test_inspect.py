@@ -368,6 +368,23 @@ def test_a_fifo_given_as_the_path_is_refused_at_once(tmp_path: Path) -> None:
     assert "not a regular file, folder or zip" in done.stderr
 
 
+def test_zip_entries_outside_the_package_are_named(tmp_path: Path) -> None:
+    package = make_zip(
+        tmp_path / "evil.zip",
+        {
+            "bootstrap": (b"#!/bin/sh\n", 0o755),
+            "/abs/evil": (b"x", 0o644),
+            "ok/../../evil": (b"x", 0o644),
+        },
+    )
+
+    done = inspect(package, "--target", "provided.al2023")
+
+    assert done.returncode == 1
+    assert "/abs/evil: a zip entry outside the package" in done.stdout
+    assert "ok/../../evil: a zip entry outside the package" in done.stdout
+
+
 def test_missing_bootstrap_is_a_note(tmp_path: Path) -> None:
     (tmp_path / "README").write_text("layer brings the runtime\n")
 

@@ -76,6 +76,8 @@ class Inspection:
     wheels: tuple[Wheel, ...] = ()
     misplaced_bootstraps: tuple[str, ...] = ()
     has_bootstrap: bool = False
+    # Zip entries an unzip would write outside /var/task (absolute, or with "..").
+    unsafe_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,11 @@ def _inspect_members(root: str, members: Iterator[_Member]) -> Inspection:
     wheels: list[Wheel] = []
     misplaced: list[str] = []
     has_bootstrap = False
+    unsafe: list[str] = []
     for member in members:
+        parts = member.path.split("/")
+        if member.path.startswith("/") or ".." in parts:
+            unsafe.append(member.path)
         if member.path == "bootstrap":
             has_bootstrap = True
         elif member.path.rsplit("/", 1)[-1] == "bootstrap":
@@ -135,7 +141,13 @@ def _inspect_members(root: str, members: Iterator[_Member]) -> Inspection:
             files.append(report)
     files.sort(key=lambda report: report.path)
     return Inspection(
-        root, True, tuple(files), tuple(wheels), tuple(misplaced), has_bootstrap
+        root,
+        True,
+        tuple(files),
+        tuple(wheels),
+        tuple(misplaced),
+        has_bootstrap,
+        tuple(unsafe),
     )
 
 
@@ -348,6 +360,11 @@ def problems_in(inspection: Inspection, tgt: Target) -> list[str]:
             f"{path}: not where Lambda looks: {tgt.runtime} runs {BOOTSTRAP_PLACES}"
             for path in inspection.misplaced_bootstraps
         ]
+    found += [
+        f"{name}: a zip entry outside the package (absolute, or with ..): Lambda "
+        "refuses or drops it"
+        for name in inspection.unsafe_names
+    ]
     for wheel in inspection.wheels:
         if wheel.tags and not any(_wheel_fits(tag, tgt) for tag in wheel.tags):
             major, minor = tgt.python or (3, 0)
