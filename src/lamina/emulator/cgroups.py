@@ -29,6 +29,8 @@ import signal
 import time
 from pathlib import Path
 
+from lamina.emulator.errors import LaminaError
+
 ROOT = Path("/sys/fs/cgroup")
 PIDS_MAX = 1024
 V1_CONTROLLERS = ("memory", "pids")
@@ -36,7 +38,7 @@ _MB = 1024 * 1024
 _sequence = itertools.count(1)
 
 
-class CgroupError(Exception):
+class CgroupError(LaminaError):
     """A cgroup could not be made or written; the message says which and why."""
 
 

@@ -1,10 +1,17 @@
-"""Errors of the Lambda side.
+"""Errors lamina raises on purpose: the Lambda side and the toolchain.
 
 ::
 
     LaminaError
     ├── TemplateError        a template lamina cannot run (file, resource, field)
     ├── ListenError          the Invoke API cannot listen on the address it was given
+    ├── DependencyError      a function's requirements.txt could not be installed
+    ├── SandboxUnavailable   a --sandbox backend this machine cannot give
+    ├── CgroupError          a cgroup could not be made or written
+    ├── UnknownTarget        a runtime or architecture lamina knows no OS for
+    ├── BuildError           a package that cannot be built, or would not run
+    ├── InspectError         a path lamina inspect cannot read
+    ├── DeployError          a deploy that cannot go on
     └── ServiceError         an Invoke API error, in Lambda's rest-json terms
         ├── ResourceNotFound         404 ResourceNotFoundException
         ├── InvalidRequestContent    400 InvalidRequestContentException

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.emulator import bubblewrap, cgroups
+from lamina.emulator.errors import LaminaError
 from lamina.emulator.function import FunctionConfig
 from lamina.emulator.limits import (
     FREEZE_AFTER_S,
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 MODES = ("auto", "namespaces", "cgroups", "fallback", "plain")
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(LaminaError):
     """The backend asked for cannot work here; the message says why and what to do."""
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lamina.runtime
+from lamina.emulator.errors import LaminaError
 from lamina.emulator.function import FunctionConfig, Layer
 from lamina.toolchain.targets import Target, UnknownTarget, target
 
@@ -50,7 +51,7 @@ _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 _BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 
 
-class BuildError(Exception):
+class BuildError(LaminaError):
     """The package cannot be built, or would not work on Lambda; says why."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypedDict
 
+from lamina.emulator.errors import LaminaError
 from lamina.toolchain.elf import (
     HEAD_SIZE,
     Elf,
@@ -41,7 +42,7 @@ _EXTENSION = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-[^.]+\.so$")
 _ABI3 = re.compile(r"\.abi3\.so$")
 
 
-class InspectError(Exception):
+class InspectError(LaminaError):
     """The path cannot be inspected: missing, unreadable, or a damaged zip."""
 
 

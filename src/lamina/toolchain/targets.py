@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lamina.emulator.errors import LaminaError
+
 # Lambda's names for machines, and the names ELF files and wheels use.
 ELF_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 WHEEL_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
@@ -22,7 +24,7 @@ _PYTHON_OS = {
 _PROVIDED_OS = {"provided.al2": _AL2, "provided.al2023": _AL2023, "provided": _AL2}
 
 
-class UnknownTarget(ValueError):
+class UnknownTarget(LaminaError, ValueError):
     """Not a runtime lamina knows the OS of."""
 
 
