@@ -372,8 +372,8 @@ def load_service(template: str | None, built: bool = False, **options: Any) -> A
 
 def _invoke(args: argparse.Namespace) -> int:
     from lamina.emulator import aio
+    from lamina.emulator.invoke_request import InvokeRequest
     from lamina.emulator.logs import StreamSink
-    from lamina.emulator.service import InvokeRequest
 
     payload = _read_event(args)
     service = load_service(

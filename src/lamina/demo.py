@@ -17,8 +17,9 @@ from lamina import events
 from lamina.emulator import aio
 from lamina.emulator.function import FunctionRef
 from lamina.emulator.invocation import Outcome
+from lamina.emulator.invoke_request import InvokeRequest
 from lamina.emulator.logs import StreamSink
-from lamina.emulator.service import InvokeRequest, LambdaService
+from lamina.emulator.service import LambdaService
 from lamina.emulator.template import find_template, load_template
 
 _BOLD, _DIM, _RED, _GREEN, _RESET = (

@@ -15,8 +15,9 @@ from lamina.emulator import eventstream, function_url
 from lamina.emulator.errors import InvalidParameterValue, ServiceError
 from lamina.emulator.function import LATEST, FunctionRef, parse_function_name
 from lamina.emulator.http import Request, Response, StreamAborted
+from lamina.emulator.invoke_request import InvokeRequest
 from lamina.emulator.logs import tail
-from lamina.emulator.service import InvokeRequest, LambdaService
+from lamina.emulator.service import LambdaService
 from lamina.emulator.streams import ResponseStream
 
 logger = logging.getLogger(__name__)
