@@ -83,6 +83,7 @@ def test_the_function_sees_lambdas_layout_and_only_tmp_is_writable(
         "/var": "Read-only file system",
         "/root": "Read-only file system",
         "/dev/shm": "Read-only file system",
+        "/run": "Read-only file system",
         "/proc/sys/vm": "Read-only file system",
     }
     # Layers merge into /opt in order: the later layer's file wins.
@@ -91,6 +92,8 @@ def test_the_function_sees_lambdas_layout_and_only_tmp_is_writable(
         "/opt/data/b.txt": "over b",
         "/opt/bin/tool": "over tool",
     }
+    # None of the machine's service sockets (/run holds at most the resolver's files).
+    assert set(seen["run"]) <= {"systemd", "resolvconf"}
     # Its own pid namespace: bubblewrap's init is 1, the runtime 2.
     assert seen["pid"] == 2
     assert max(seen["processes"]) < 10

@@ -37,7 +37,11 @@ OPT = "/opt"
 SANDBOX_UID = 993  # Lambda's sbx_user1051
 SANDBOX_GID = 990
 _HIDDEN = ("/tmp", "/var/tmp")
-_OWN_MOUNTS = {"proc", "dev", "tmp", "var", "opt"}
+_OWN_MOUNTS = {"proc", "dev", "tmp", "var", "opt", "run"}
+# /run holds the machine's service sockets (a database's, D-Bus's, Docker's): a
+# function sees none of them, only the resolver's files that /etc/resolv.conf may
+# point into.
+_RUN_KEPT = ("/run/systemd/resolve", "/run/resolvconf")
 _PATH_LISTS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 _MB = 1024 * 1024
 _HOST_MACHINE = {"x86_64": 62, "aarch64": 183}  # ELF e_machine values
@@ -108,6 +112,11 @@ class Bubblewrap:
         # The machine's folders, read-only; listed once per service.
         self._host = _bind_host("/", _OWN_MOUNTS)
         self._host += ["--dir", "/var", *_bind_host("/var", {"task", "tmp", "runtime"})]
+        self._host += ["--tmpfs", "/run"]
+        for kept in _RUN_KEPT:
+            if os.path.isdir(kept):
+                self._host += ["--ro-bind", kept, kept]
+        self._host += ["--remount-ro", "/run"]
 
     def command(
         self,

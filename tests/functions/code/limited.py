@@ -111,9 +111,11 @@ def layout(event, context):
                 "/var",
                 "/root",
                 "/dev/shm",
+                "/run",
                 "/proc/sys/vm",
             )
         },
         "opt": opt,
         "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "run": sorted(os.listdir("/run")),
     }
