@@ -190,7 +190,10 @@ def _toolchain_parsers(commands: Any) -> None:
         "cannot run there",
     )
     inspect.add_argument(
-        "--arch", choices=ARCHITECTURES, default="x86_64", help="the target's machine"
+        "--arch",
+        choices=ARCHITECTURES,
+        help="the target's machine (default x86_64, as Lambda's; without --target, "
+        "arm64 when every binary is aarch64)",
     )
     inspect.add_argument("--json", action="store_true", help="print JSON")
 
@@ -434,7 +437,8 @@ def _serve(args: argparse.Namespace) -> int:
                 f"  {name:<24} {config.runtime:<16} {config.code_dir}", file=sys.stderr
             )
         print(
-            f"  try: aws lambda invoke --endpoint-url http://{host}:{port} "
+            "  try: AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION="
+            f"us-east-1 aws lambda invoke --endpoint-url http://{host}:{port} "
             f"--function-name {next(iter(service.functions))} out.json\n"
             f"  sandbox: {service.backend.name}\n"
             "  Ctrl-C stops the service and every execution environment.",

@@ -24,6 +24,12 @@ def report(mode: str | None = None) -> list[str]:
     if backend.bwrap is not None:
         lines.append(f"  bubblewrap: {backend.bwrap.path}")
     lines += [f"  missing: {note}" for note in backend.notes]
+    if backend.bwrap is not None and os.geteuid() == 0:
+        lines.append(
+            "  as root: uid 993 in the sandbox is root outside its user namespace "
+            "(README: Not yet like Lambda); run as an ordinary user for an "
+            "unprivileged sandbox"
+        )
     backend.close()
 
     lines.append("")
@@ -45,7 +51,8 @@ def report(mode: str | None = None) -> list[str]:
     rie = Path(sys.executable).parent / "aws-lambda-rie"
     is_there = rie.is_file() and os.access(rie, os.X_OK)
     lines.append(
-        f"AWS's emulator (for reference): {rie if is_there else 'not installed'}"
+        "AWS's emulator (for reference): "
+        + (str(rie) if is_there else "not installed (make test fetches it)")
     )
     return lines
 

@@ -406,3 +406,17 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert built.returncode == 2
     assert "a file, not a folder" in built.stderr
     assert "Traceback" not in built.stderr
+
+
+def test_code_that_imports_the_runtime_client_gets_it_packed(tmp_path: Path) -> None:
+    code = _python_code(tmp_path)
+    (code / "app.py").write_text(
+        "from lamina.runtime.streaming import http_response\n\n"
+        "def handler(e, c):\n    return e\n"
+    )
+
+    built = lamina("build", cwd=tmp_path)
+
+    assert built.returncode == 0, built.stderr
+    names = set(_modes(tmp_path / ".lamina" / "build" / "fn.zip"))
+    assert {"app.py", "lamina/runtime/streaming.py", "lamina/__init__.py"} <= names

@@ -253,6 +253,10 @@ def test_aarch64_bootstrap_for_x86_64(compile_c: Compile, tmp_path: Path) -> Non
         == 0
     )
     assert only_file(inspect_json(package))["machine"] == "aarch64"
+    # Only describing (no --target), it is judged for the machine it is built for.
+    described = inspect(package)
+    assert described.returncode == 0
+    assert "provided.al2023 (arm64" in described.stdout
 
 
 @pytest.mark.parametrize(

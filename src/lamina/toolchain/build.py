@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import lamina.runtime
 from lamina.emulator.errors import LaminaError
 from lamina.emulator.function import FunctionConfig, Layer
 from lamina.toolchain.targets import Target, UnknownTarget, target
@@ -275,9 +274,10 @@ exec "$PYTHON" -S -m lamina.runtime
 
 
 def _runtime_client_files() -> list[tuple[str, Path]]:
-    source = Path(lamina.runtime.__file__).parent
-    files = [(f"lamina/runtime/{p.name}", p) for p in sorted(source.glob("*.py"))]
-    return files
+    """lamina/__init__.py (empty) and lamina/runtime/*.py, nothing else of lamina."""
+    from lamina.emulator.pythonrt import runtime_client_dir
+
+    return list(package_files(runtime_client_dir()))
 
 
 def _is_python_project(code_dir: Path) -> bool:
@@ -285,6 +285,16 @@ def _is_python_project(code_dir: Path) -> bool:
     if bootstrap.is_file():
         with contextlib.suppress(OSError):
             return "lamina.runtime" in bootstrap.read_text(errors="replace")
+    return False
+
+
+def _imports_runtime_client(files: list[tuple[str, Path]]) -> bool:
+    """Code that imports lamina.runtime (its streaming helpers, say) needs it packed."""
+    for name, path in files:
+        if name.endswith(".py"):
+            with contextlib.suppress(OSError):
+                if "lamina.runtime" in path.read_text(errors="replace"):
+                    return True
     return False
 
 
@@ -343,9 +353,9 @@ def build_function(
     python = tgt.python or sys.version_info[:2]
     if is_custom:
         _check_bootstrap(config, {name for name, _ in files})
-        if _is_python_project(config.code_dir):
-            names = {name for name, _ in files}
-            files += [f for f in _runtime_client_files() if f[0] not in names]
+    if _is_python_project(config.code_dir) or _imports_runtime_client(files):
+        names = {name for name, _ in files}
+        files += [f for f in _runtime_client_files() if f[0] not in names]
     with tempfile.TemporaryDirectory(prefix="lamina-build-") as scratch:
         if wanted and (not is_custom or _is_python_project(config.code_dir)):
             say(
@@ -549,7 +559,7 @@ def _say(line: str) -> None:
 def _table(built: list[Package]) -> None:
     if not built:
         return
-    width = max(len(p.name) for p in built)
+    width = max(len("package"), *(len(p.name) for p in built))
     print(f"{'package':<{width}}  {'zipped':>9}  {'unzipped':>9}  {'files':>6}  path")
     for p in built:
         print(

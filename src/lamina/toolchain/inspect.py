@@ -519,11 +519,14 @@ def _row(report: FileReport) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.target:
-            targets = [target(args.target, args.arch)]
-        else:
-            targets = [target(name, args.arch) for name in COMMON_TARGETS]
         inspection = inspect_path(Path(args.path))
+        # Checking against a target, Lambda's default machine unless told; only
+        # describing, the machine the binaries are for.
+        arch = args.arch or ("x86_64" if args.target else _arch_of(inspection))
+        if args.target:
+            targets = [target(args.target, arch)]
+        else:
+            targets = [target(name, arch) for name in COMMON_TARGETS]
     except (UnknownTarget, InspectError) as exc:
         print(f"lamina inspect: {exc}", file=sys.stderr)
         return 2
@@ -535,3 +538,9 @@ def run(args: argparse.Namespace) -> int:
     if args.target and problems_in(inspection, targets[0]):
         return 1
     return 0
+
+
+def _arch_of(inspection: Inspection) -> str:
+    """The Lambda architecture the ELF files are for: arm64 if all are aarch64."""
+    machines = {report.elf.machine for report in inspection.files if report.elf}
+    return "arm64" if machines == {"aarch64"} else "x86_64"
