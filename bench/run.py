@@ -487,19 +487,25 @@ def positive(text: str) -> int:
     return value
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_invoke_args(parser: argparse.ArgumentParser, invokes_help: str) -> None:
+    """--invokes, --warmup and --json, as every benchmark here takes them."""
     parser.add_argument(
-        "--invokes", type=positive, default=DEFAULT_INVOKES, help="measured per target"
+        "--invokes", type=positive, default=DEFAULT_INVOKES, help=invokes_help
     )
     parser.add_argument(
         "--warmup", type=positive, default=DEFAULT_WARMUP, help="uncounted, first"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write numbers here")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_invoke_args(parser, "measured per target")
     return parser.parse_args(argv)
 
 
-def check_prerequisites() -> None:
+def check_services() -> None:
+    """lamina and AWS's emulator are where the benchmarks start them."""
     if not RIE.is_file():
         raise BenchError(
             f"AWS's emulator is not at {RIE}; "
@@ -507,6 +513,10 @@ def check_prerequisites() -> None:
         )
     if not LAMINA.is_file():
         raise BenchError(f"no lamina command at {LAMINA}; run pip install -e . first")
+
+
+def check_prerequisites() -> None:
+    check_services()
     if importlib.util.find_spec("awslambdaric") is None:
         raise BenchError("awslambdaric is not installed; run pip install -e '.[test]'")
 

@@ -52,11 +52,12 @@ from run import (
     PYTHON_RUNTIME,
     READY_POLL_S,
     REQUEST_TIMEOUT_S,
-    RIE,
     BenchError,
     Endpoint,
     Target,
+    add_invoke_args,
     check_echoes,
+    check_services,
     free_ports,
     invoke_all,
     log_tail,
@@ -73,8 +74,6 @@ MODES = ("auto", "cgroups", "fallback", "plain")
 BASELINE = "plain"
 REFERENCE = "RIE"
 DEFAULT_FUNCTIONS = 15
-DEFAULT_INVOKES = 2000
-DEFAULT_WARMUP = 50
 LOG_LINE_TIMEOUT_S = 5.0
 
 SANDBOX_LINE = re.compile(r"^\s*sandbox: (.+)$", re.MULTILINE)
@@ -496,24 +495,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_FUNCTIONS,
         help="cold starts per backend, one function each",
     )
-    parser.add_argument(
-        "--invokes", type=positive, default=DEFAULT_INVOKES, help="warm, per backend"
-    )
-    parser.add_argument(
-        "--warmup", type=positive, default=DEFAULT_WARMUP, help="uncounted, first"
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write numbers here")
+    add_invoke_args(parser, "warm, per backend")
     return parser.parse_args(argv)
-
-
-def check_prerequisites() -> None:
-    if not LAMINA.is_file():
-        raise BenchError(f"no lamina command at {LAMINA}; run pip install -e . first")
-    if not RIE.is_file():
-        raise BenchError(
-            f"AWS's emulator is not at {RIE}; "
-            "run make test or python scripts/fetch_rie.py first"
-        )
 
 
 def run(args: argparse.Namespace) -> list[Row | Skipped]:
@@ -542,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
     try:
-        check_prerequisites()
+        check_services()
         outcomes = run(args)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
