@@ -261,7 +261,7 @@ class ExecutionEnvironment:
         os.close(write_fd)
         self._telemetry.close_write_end()
         self.pid = self._process.pid
-        self._limits.started(self.pid, self._extensions.pids, self._process.main_pid)
+        self._limits.started(self._process, self._extensions.pids)
         self._exited = loop.create_task(self._process.wait())
         # The limit holds in the init phase too: a module may allocate at import.
         self._limits.watch()

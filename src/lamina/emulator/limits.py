@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from lamina.emulator.cgroups import Cgroup
 from lamina.emulator.memory import MemoryProbe, peak_rss_mb
-from lamina.emulator.process import signal_groups
+from lamina.emulator.process import ChildProcess, signal_groups
 
 NOFILE_LIMIT = 1024
 SAMPLE_INTERVAL_S = 0.01
@@ -158,15 +158,10 @@ class EnvironmentLimits:
         """In each of the environment's processes, before exec."""
         limit_files()
 
-    def started(
-        self,
-        pid: int,
-        others: Callable[[], list[int]],
-        runtime: Callable[[], int | None] | None = None,
-    ) -> None:
-        """The environment's process is ``pid`` (bubblewrap's, when sandboxed);
-        ``others`` are the extensions'; ``runtime`` finds the runtime process itself."""
-        self._probe = MemoryProbe(pid)
+    def started(self, process: ChildProcess, others: Callable[[], list[int]]) -> None:
+        """The environment's process runs (bubblewrap, when sandboxed, with the
+        runtime inside); ``others`` gives the extensions' processes."""
+        self._probe = MemoryProbe(process.pid)
         self._watchdog = MemoryWatchdog(
             self.memory_mb, self._probe, others, self._on_exceeded
         )
@@ -221,27 +216,24 @@ class CgroupLimits(EnvironmentLimits):
         super().__init__(memory_mb, groups, on_exceeded)
         self.cgroup = cgroup
         self.freezer = Freezer(cgroup.freeze, cgroup.thaw)
-        self._runtime: Callable[[], int | None] | None = None
+        self._process: ChildProcess | None = None
 
     def child_setup(self) -> None:
-        limit_files()
+        super().child_setup()
         self.cgroup.join()
 
-    def started(
-        self,
-        pid: int,
-        others: Callable[[], list[int]],
-        runtime: Callable[[], int | None] | None = None,
-    ) -> None:
-        self._runtime = runtime
+    def started(self, process: ChildProcess, others: Callable[[], list[int]]) -> None:
+        # The kernel watches the memory: no watchdog; the probe is made once the
+        # runtime inside the sandbox is known.
+        self._process = process
 
     def peak_mb(self) -> int:
         # The cgroup is charged only for the pages it brought in first: shared
         # libraries another process loaded before count in the runtime's resident
         # set only. The runtime itself is probed, not the tree (bubblewrap's
         # processes around it): one read per invoke.
-        if self._probe is None and self._runtime is not None:
-            pid = self._runtime()
+        if self._probe is None and self._process is not None:
+            pid = self._process.main_pid()
             if pid is not None:
                 self._probe = MemoryProbe(pid)
         return max(self.cgroup.peak_mb(), super().peak_mb())
@@ -254,7 +246,7 @@ class CgroupLimits(EnvironmentLimits):
         self.cgroup.kill()
 
     def close(self) -> None:
-        self.freezer.thaw()
+        super().close()
         self.cgroup.remove()
 
 
@@ -264,12 +256,7 @@ class PlainLimits(EnvironmentLimits):
     def child_setup(self) -> None:
         pass
 
-    def started(
-        self,
-        pid: int,
-        others: Callable[[], list[int]],
-        runtime: Callable[[], int | None] | None = None,
-    ) -> None:
+    def started(self, process: ChildProcess, others: Callable[[], list[int]]) -> None:
         pass
 
     def rest(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -111,16 +112,28 @@ def signal_groups(pgids: Iterable[int], sig: int) -> None:
 # would. As a child subreaper the service becomes the parent of such orphans when
 # their own parents end, so it can find them among its children and end them.
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+@functools.cache
+def libc() -> Any:
+    """The C library, loaded once: call it in the parent before children fork."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel kills it when lamina dies, however."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def become_subreaper() -> bool:
     """Adopt this process's orphaned descendants (Linux); False where impossible."""
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        return bool(libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

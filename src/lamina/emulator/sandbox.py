@@ -18,15 +18,12 @@ In order of preference:
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lamina.emulator import bubblewrap, cgroups
 from lamina.emulator.errors import LaminaError
@@ -39,7 +36,7 @@ from lamina.emulator.limits import (
     EnvironmentLimits,
     PlainLimits,
 )
-from lamina.emulator.process import ChildProcess
+from lamina.emulator.process import ChildProcess, die_with_parent, libc
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +103,7 @@ class Backend:
             self.hierarchy.close()
 
     def enforcements(self) -> list[Enforcement]:
-        return enforcements(self)
+        return _enforcements(self)
 
 
 class Launcher:
@@ -118,11 +115,10 @@ class Launcher:
         self.backend = backend
         self.config = config
         self.limits = limits
+        libc()  # loaded here, not again in every child
 
     def _child_setup(self) -> None:
-        # If lamina itself is killed, the kernel ends the process too.
-        with contextlib.suppress(OSError, AttributeError):
-            _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        die_with_parent()
         self.limits.child_setup()
 
     def spawn(
@@ -170,18 +166,6 @@ class Launcher:
             raise
         finally:
             os.close(info_write)
-
-
-_LIBC: Any = None
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        import ctypes
-
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
 
 
 _chosen: dict[str, Backend] = {}
@@ -244,7 +228,7 @@ def choose(mode: str | None = None, cgroup_root: Path = cgroups.ROOT) -> Backend
     return backend
 
 
-def enforcements(backend: Backend) -> list[Enforcement]:
+def _enforcements(backend: Backend) -> list[Enforcement]:
     """Each of Lambda's limits, and how (or why not) the backend enforces it."""
     plain = backend.mode == "plain"
     group = backend.hierarchy

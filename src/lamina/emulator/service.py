@@ -134,22 +134,30 @@ class FunctionPool:
         self,
         request: InvokeRequest,
         payload: bytes,
+        client_context: str | None,
         stream: ResponseStream | None = None,
     ) -> Outcome:
+        """Run an invoke whose payload and client context (decoded) were checked."""
+        # Checked again, not only at accept: other invokes may have started between
+        # a synchronous invoke's accept and its run, and Event invokes come here alone.
         self.check_capacity()
         self.busy += 1
         try:
-            return await self._invoke(request, payload, stream or ResponseStream())
+            return await self._invoke(
+                request, payload, client_context, stream or ResponseStream()
+            )
         finally:
             self.busy -= 1
 
     async def _invoke(
-        self, request: InvokeRequest, payload: bytes, stream: ResponseStream
+        self,
+        request: InvokeRequest,
+        payload: bytes,
+        client_context: str | None,
+        stream: ResponseStream,
     ) -> Outcome:
         config = self.config
         request_id = request.request_id or new_request_id()
-        # Everything that can refuse the invoke comes before an environment is taken.
-        client_context = decode_client_context(request.client_context)
         env = self.take_warm()
         if env is not None and await env.wait_started() is not None:
             env.release()  # it failed to start: start one of our own
@@ -250,9 +258,12 @@ class Accepted:
     pool: FunctionPool
     request: InvokeRequest
     payload: bytes
+    client_context: str | None  # decoded
 
     async def run(self, stream: ResponseStream | None = None) -> Outcome:
-        outcome = await self.pool.invoke(self.request, self.payload, stream)
+        outcome = await self.pool.invoke(
+            self.request, self.payload, self.client_context, stream
+        )
         size = len(outcome.payload)
         if (stream is None or not stream.live) and size > MAX_RESPONSE:
             # A streamed response, joined for a caller that waits for all of it,
@@ -397,9 +408,9 @@ class LambdaService:
         """Everything that can refuse an invoke before it starts, checked at once."""
         pool = self.pool(request.ref)
         payload = validate_payload(request.payload, SYNC_PAYLOAD_LIMIT, "Invoke")
-        decode_client_context(request.client_context)
+        client_context = decode_client_context(request.client_context)
         pool.check_capacity()
-        return Accepted(pool, request, payload)
+        return Accepted(pool, request, payload, client_context)
 
     def dry_run(self, request: InvokeRequest) -> None:
         self.pool(request.ref)
@@ -498,7 +509,8 @@ class LambdaService:
             tenant_id=event.tenant_id,
             request_id=event.request_id,
         )
-        return await pool.invoke(request, event.payload)
+        context = decode_client_context(event.client_context)
+        return await pool.invoke(request, event.payload, context)
 
     async def wait_idle(self) -> None:
         """Wait until every accepted Event invoke has run to its end."""
