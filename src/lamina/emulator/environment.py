@@ -384,10 +384,7 @@ class ExecutionEnvironment:
             self._extensions.track(work)
             log = list(self._active[request_id])
             return Outcome(request_id, payload, is_error, log, report, self.pid)
-        for line in self.platform.end(request_id) + self.platform.report(report):
-            self._emit_own(request_id, line)
-        self.release()
-        log = self._active.pop(request_id)
+        log = self._end_invoke(report)
         if self.state is State.DEAD:
             await self.stop(grace_s=0, reason=FAILURE)
         else:
@@ -422,14 +419,19 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
-        for line in self.platform.end(request_id) + self.platform.report(report):
-            self._emit_own(request_id, line)
-        self.release()
-        self._active.pop(request_id)
+        self._end_invoke(report)
         if self.state is State.DEAD and not is_stopped:
             await self.stop(grace_s=0, reason=reason)
         elif not is_stopped:
             self._settle()
+
+    def _end_invoke(self, report: Report) -> list[str]:
+        """END and REPORT, room for the next invoke; returns the invoke's log."""
+        request_id = report.request_id
+        for line in self.platform.end(request_id) + self.platform.report(report):
+            self._emit_own(request_id, line)
+        self.release()
+        return self._active.pop(request_id)
 
     def _settle(self) -> None:
         """No invoke runs any more: stop watching, and freeze until the next one."""
