@@ -238,10 +238,7 @@ class Hierarchy:
 
     def close(self) -> None:
         for parent in self.parents.values():
-            for child in list(parent.iterdir()) if parent.is_dir() else []:
-                if child.is_dir():
-                    _remove(child)
-            _remove(parent)
+            _remove_service_folder(parent)
 
 
 def _service_folder(base: Path) -> Path:
@@ -261,12 +258,19 @@ def sweep(bases: list[Path]) -> list[Path]:
             pid = folder.name.removeprefix("lamina-")
             if not pid.isdigit() or _alive(int(pid)):
                 continue
-            for env in [child for child in folder.iterdir() if child.is_dir()]:
-                _end_members(env)
-                _remove(env)
-            _remove(folder)
+            _remove_service_folder(folder)
             removed.append(folder)
     return removed
+
+
+def _remove_service_folder(folder: Path) -> None:
+    """End what still runs in a service's environments, then take them all away."""
+    if not folder.is_dir():
+        return
+    for env in [child for child in folder.iterdir() if child.is_dir()]:
+        _end_members(env)
+        _remove(env)
+    _remove(folder)
 
 
 def _end_members(folder: Path) -> None:
