@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import itertools
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -16,14 +17,37 @@ import pytest
 
 from lamina.emulator.http import serve
 from lamina.emulator.invocation import PendingInvocation
-from lamina.emulator.runtime_api import RuntimeAPIHandler, RuntimeResult
+from lamina.emulator.runtime_api import (
+    RuntimeAPIHandler,
+    RuntimeResult,
+    is_streamed_response,
+)
 from lamina.runtime.api import RuntimeAPI
 from lamina.runtime.loop import Runner
+from tests.conftest import ROOT
 
 if TYPE_CHECKING:
     from lamina.runtime.handler import Handler
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
+
+
+def modules_imported_by(code: str, *, after: str = "") -> list[str]:
+    """The modules a fresh ``python -S`` imports to run ``code``, once ``after`` ran.
+
+    The probe prints names one a line, so it imports nothing of its own to report.
+    """
+    probe = (
+        f"import sys\n{after}\nbefore = set(sys.modules)\n{code}\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env={"PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
 
 def _lives_under(module: object, root: str) -> bool:
@@ -76,7 +100,11 @@ def invoke_through_api(monkeypatch: pytest.MonkeyPatch) -> InvokeThroughAPI:
 
         async def scenario() -> RuntimeResult:
             api = RuntimeAPIHandler()
-            server = await serve(api.handle, "127.0.0.1", 0)
+            # Served as an execution environment serves it: streamed responses
+            # are read as they arrive, and their trailers with them.
+            server = await serve(
+                api.handle, "127.0.0.1", 0, streaming=is_streamed_response
+            )
             port = server.sockets[0].getsockname()[1]
             pending = PendingInvocation(
                 request_id=request_id,

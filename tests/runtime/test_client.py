@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, wait_for
-
-FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
+from tests.runtime.conftest import FUNCTION_ARN
 
 
 @dataclass
@@ -35,6 +34,7 @@ class RecordingAPI:
     connections: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: int = 0
+    process: subprocess.Popen[bytes] | None = None
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -89,8 +89,11 @@ class RecordingAPI:
         return Handler
 
 
+StartRuntime = Callable[..., RecordingAPI]
+
+
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[object]:
+def runtime(tmp_path: Path) -> Iterator[StartRuntime]:
     servers: list[ThreadingHTTPServer] = []
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -118,7 +121,7 @@ def runtime(tmp_path: Path) -> Iterator[object]:
             stderr=subprocess.STDOUT,
         )
         processes.append(process)
-        api.process = process  # type: ignore[attr-defined]
+        api.process = process
         return api
 
     yield start
@@ -145,8 +148,8 @@ def fail(event, context):
 """
 
 
-def test_one_keep_alive_connection_for_every_call(runtime: object) -> None:
-    api: RecordingAPI = runtime([b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'], "fn.echo")  # type: ignore[operator]
+def test_one_keep_alive_connection_for_every_call(runtime: StartRuntime) -> None:
+    api = runtime([b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'], "fn.echo")
     wait_for(lambda: len(api.posted) == 3, 10, "three responses")
 
     assert [p.path for p in api.posted] == [
@@ -161,10 +164,8 @@ def test_one_keep_alive_connection_for_every_call(runtime: object) -> None:
         assert body["trace"] == f"Root=1-00000000-{index:024d}"
 
 
-def test_error_survives_an_ascii_stdout(runtime: object) -> None:
-    api: RecordingAPI = runtime(
-        [b"{}", b'{"after": 1}'], "fn.fail", PYTHONIOENCODING="ascii"
-    )  # type: ignore[operator]
+def test_error_survives_an_ascii_stdout(runtime: StartRuntime) -> None:
+    api = runtime([b"{}", b'{"after": 1}'], "fn.fail", PYTHONIOENCODING="ascii")
     wait_for(lambda: len(api.posted) == 2, 10, "two error posts")
 
     post = api.posted[0]
@@ -181,15 +182,19 @@ def test_error_survives_an_ascii_stdout(runtime: object) -> None:
     assert body["errorMessage"] == "naïve ✓"
     assert body["errorType"] == "ValueError"
     assert body["requestId"] == "req-0"
+    assert isinstance(body["stackTrace"], list)
+    assert body["stackTrace"]
     assert all(isinstance(frame, str) for frame in body["stackTrace"])
     # The process lives on: the next event was handled by the same runtime.
     assert api.posted[1].path == "/2018-06-01/runtime/invocation/req-1/error"
-    assert api.process.poll() is None  # type: ignore[attr-defined]
+    assert api.process is not None
+    assert api.process.poll() is None
 
 
-def test_init_error_is_posted_and_the_runtime_exits(runtime: object) -> None:
-    api: RecordingAPI = runtime([b"{}"], "fn.missing")  # type: ignore[operator]
-    process = api.process  # type: ignore[attr-defined]
+def test_init_error_is_posted_and_the_runtime_exits(runtime: StartRuntime) -> None:
+    api = runtime([b"{}"], "fn.missing")
+    process = api.process
+    assert process is not None
     assert process.wait(timeout=10) == 1
 
     (post,) = api.posted
@@ -210,8 +215,8 @@ def test_init_error_is_posted_and_the_runtime_exits(runtime: object) -> None:
     )
 
 
-def test_unparseable_event_is_an_unmarshal_error(runtime: object) -> None:
-    api: RecordingAPI = runtime([b"{not json"], "fn.echo")  # type: ignore[operator]
+def test_unparseable_event_is_an_unmarshal_error(runtime: StartRuntime) -> None:
+    api = runtime([b"{not json"], "fn.echo")
     wait_for(lambda: len(api.posted) == 1, 10, "the error post")
     body = json.loads(api.posted[0].body)
     assert body["errorType"] == "Runtime.UnmarshalError"
@@ -248,8 +253,8 @@ def _interpreters() -> list[object]:
 
 
 @pytest.mark.parametrize("python", _interpreters())
-def test_runs_on_every_python_lambda_offers(runtime: object, python: str) -> None:
+def test_runs_on_every_python_lambda_offers(runtime: StartRuntime, python: str) -> None:
     # The same client ships into python3.8 ... python3.14 functions.
-    api: RecordingAPI = runtime([b'{"n": 1}', b"{}"], "fn.echo", python)  # type: ignore[operator]
+    api = runtime([b'{"n": 1}', b"{}"], "fn.echo", python)
     wait_for(lambda: len(api.posted) >= 1, 20, f"a response from {python}")
     assert json.loads(api.posted[0].body)["event"] == {"n": 1}

@@ -163,34 +163,41 @@ def test_a_handler_error_reaches_the_runtime_api_without_runtime_frames(
     assert not any(RUNTIME_DIR in entry for entry in trace)
 
 
-def test_a_custom_exception_is_named_by_its_class(
-    task_root: Path, invoke_through_api: InvokeThroughAPI
+@pytest.mark.parametrize(
+    ("name", "header", "fields"),
+    [
+        pytest.param(
+            "custom",
+            "Function.NotOurs",
+            ("NotOurs", "custom failure"),
+            id="custom-exception-by-its-class",
+        ),
+        pytest.param(
+            "wrong_type",
+            "Runtime.MarshalError",
+            (
+                "Runtime.MarshalError",
+                "Unable to marshal response: Object of type set is not JSON "
+                "serializable",
+            ),
+            id="marshal-error-as-a-runtime-error",
+        ),
+    ],
+)
+def test_an_error_reaches_the_runtime_api_named_as_lambda_names_it(
+    task_root: Path,
+    invoke_through_api: InvokeThroughAPI,
+    name: str,
+    header: str,
+    fields: tuple[str, str],
 ) -> None:
-    handler, _ = user_handler(task_root, "custom")
+    handler, _ = user_handler(task_root, name)
 
     result = invoke_through_api(handler)
 
-    assert result.error_type == "Function.NotOurs"
+    assert result.error_type == header
     document = json.loads(result.body)
-    assert (document["errorType"], document["errorMessage"]) == (
-        "NotOurs",
-        "custom failure",
-    )
-
-
-def test_a_marshal_error_reaches_the_runtime_api_as_a_runtime_error(
-    task_root: Path, invoke_through_api: InvokeThroughAPI
-) -> None:
-    handler, _ = user_handler(task_root, "wrong_type")
-
-    result = invoke_through_api(handler)
-
-    assert result.error_type == "Runtime.MarshalError"
-    document = json.loads(result.body)
-    assert document["errorType"] == "Runtime.MarshalError"
-    assert document["errorMessage"] == (
-        "Unable to marshal response: Object of type set is not JSON serializable"
-    )
+    assert (document["errorType"], document["errorMessage"]) == fields
 
 
 def test_the_error_is_written_to_the_log(

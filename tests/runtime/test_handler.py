@@ -20,6 +20,7 @@ from lamina.runtime.faults import (
 )
 from lamina.runtime.handler import load_handler, split_handler
 from lamina.runtime.loop import marshal, unmarshal
+from tests.runtime.conftest import FUNCTION_ARN
 
 APP = """\
 VALUE = 42
@@ -375,18 +376,7 @@ def test_a_decimal_json_has_no_number_for_is_sent_as_aws_sends_it(
 
 
 def invocation(body: bytes, content_type: str = "application/json") -> Invocation:
-    return Invocation(
-        request_id="req-1",
-        deadline_ms=0,
-        function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-        trace_id=None,
-        client_context=None,
-        cognito_identity=None,
-        tenant_id=None,
-        invocation_id=None,
-        content_type=content_type,
-        body=body,
-    )
+    return Invocation("req-1", 0, FUNCTION_ARN, content_type=content_type, body=body)
 
 
 @pytest.mark.parametrize(

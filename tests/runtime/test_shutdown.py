@@ -21,6 +21,7 @@ from tests.conftest import (
     start_rie,
     stop_process,
 )
+from tests.runtime.conftest import modules_imported_by
 
 # A runtime with three hooks, the middle one broken; each good one appends its name.
 PROGRAM = """
@@ -55,9 +56,10 @@ def silent_runtime_api() -> Iterator[tuple[socket.socket, int]]:
     listener.close()
 
 
-def _runtime(port: int, marker: Path) -> subprocess.Popen[str]:
+def _runtime(port: int, program: str, *args: str) -> subprocess.Popen[str]:
+    """``program`` run as a runtime, with ``args`` as its ``sys.argv[1:]``."""
     return subprocess.Popen(
-        [sys.executable, "-S", "-c", PROGRAM, str(marker)],
+        [sys.executable, "-S", "-c", program, *args],
         env={
             "PYTHONPATH": str(ROOT / "src"),
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
@@ -74,7 +76,7 @@ def test_hooks_run_on_sigterm_while_the_runtime_waits_for_an_event(
 ) -> None:
     listener, port = silent_runtime_api
     marker = tmp_path / "marker"
-    process = _runtime(port, marker)
+    process = _runtime(port, PROGRAM, str(marker))
     output = Output()
     output.follow(process.stdout)
     listener.settimeout(10)
@@ -102,14 +104,7 @@ def test_without_hooks_sigterm_ends_the_runtime_as_python_does(
     tmp_path: Path, silent_runtime_api: tuple[socket.socket, int]
 ) -> None:
     listener, port = silent_runtime_api
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-c", "from lamina.runtime import run; run(print)"],
-        env={
-            "PYTHONPATH": str(ROOT / "src"),
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
-        },
-        stdin=subprocess.DEVNULL,
-    )
+    process = _runtime(port, "from lamina.runtime import run; run(print)")
     listener.settimeout(10)
     connection, _ = listener.accept()
     try:
@@ -123,19 +118,11 @@ def test_without_hooks_sigterm_ends_the_runtime_as_python_does(
 
 
 def test_a_hook_costs_the_cold_start_no_import() -> None:
-    probe = (
-        "import sys; import lamina.runtime; before = set(sys.modules);"
-        "lamina.runtime.on_shutdown(lambda: None);"
-        "print(sorted(set(sys.modules) - before))"
+    loaded = modules_imported_by(
+        "lamina.runtime.on_shutdown(lambda: None)", after="import lamina.runtime"
     )
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", probe],
-        env={"PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert out.strip() == "[]"
+
+    assert loaded == []
 
 
 def _rie_invoke_then_stop(tmp_path: Path, handler: str, expect: str) -> Path:

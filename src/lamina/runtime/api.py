@@ -211,18 +211,13 @@ class RuntimeAPI:
         # fresh connection is tried before giving up.
         reused = self._sock is not None
         try:
-            if self._sock is None:
-                self._connect()
-            assert self._sock is not None
-            self._sock.sendall(message)
+            self._send_raw(message)
             return self._read_response()
         except (ConnectionError, EOFError):
             self.close()
             if not reused:
                 raise
-            self._connect()
-            assert self._sock is not None
-            self._sock.sendall(message)
+            self._send_raw(message)
             return self._read_response()
 
     def _message(
@@ -239,9 +234,6 @@ class RuntimeAPI:
             head.append(b"\r\nContent-Length: %d" % len(body))
         head.append(b"\r\n\r\n")
         return b"".join(head) + body
-
-    def read_response(self) -> tuple[int, dict[str, str], bytes]:
-        return self._read_response()
 
     def _read_response(self) -> tuple[int, dict[str, str], bytes]:
         readline = self._file.readline  # type: ignore[attr-defined]
@@ -312,7 +304,7 @@ class StreamingPost:
         return self._answer()
 
     def _answer(self) -> int:
-        status, _, body = self._api.read_response()
+        status, _, body = self._api._read_response()
         if status not in (202, 413):
             raise RuntimeAPIError(self.path, status, body)
         return status

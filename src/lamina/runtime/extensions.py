@@ -154,10 +154,10 @@ def run_internal(
             except Exception as exc:
                 # One bad event must not end the extension: the environment would
                 # wait for it until the invoke times out.
-                from lamina.runtime.faults import exception_payload, log_lines
-                from lamina.runtime.logsink import ERROR, sink
+                from lamina.runtime.faults import exception_payload
+                from lamina.runtime.logsink import log_error
 
-                sink().write(log_lines(exception_payload(exc)), ERROR)
+                log_error(exception_payload(exc))
 
     threading.Thread(target=serve, name=f"extension-{name}", daemon=True).start()
     return client

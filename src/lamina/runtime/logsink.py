@@ -99,6 +99,15 @@ def error_record(payload: dict[str, Any], is_json: bool) -> str:
     return jsonfast.dumps(record)
 
 
+def flush_output() -> None:
+    """Push what the function printed so far to the log, ahead of what comes next."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -118,11 +127,7 @@ class RecordSink:
     def write(self, text: str, level: int = NOTSET) -> None:
         data = text.encode("utf-8", "backslashreplace")
         # What the handler printed before this record reaches the log before it.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
+        flush_output()
         with self._lock:
             if self.fd is not None:
                 frame = encode_frame(

@@ -18,7 +18,7 @@ from lamina.runtime.faults import (
 )
 from lamina.runtime.handler import load_handler
 from lamina.runtime.logging_setup import configure_logging
-from lamina.runtime.logsink import log_error, sink
+from lamina.runtime.logsink import flush_output, log_error, sink
 from lamina.runtime.streaming import (
     DEFAULT_CONTENT_TYPE,
     HTTP_INTEGRATION,
@@ -129,17 +129,17 @@ class Runner:
         self.sets_trace_env = not concurrent
         self._shared_loop = shared_loop
         self._event_loop: Any = None
-        self._ids: tuple[str, str | None] = ("", None)
         self._writes_stream = is_streaming_handler(handler)
 
     def _await(self, awaitable: Any) -> Any:
         if self._shared_loop is not None:
             # Several invocations share one event loop in the main thread; this
-            # worker thread waits for its own coroutine there.
+            # worker thread waits for its own coroutine there, under its own ids.
             import asyncio
 
+            ids = (request_id_var.get(), trace_id_var.get())
             future = asyncio.run_coroutine_threadsafe(
-                _in_context(awaitable, *self._ids), self._shared_loop
+                _in_context(awaitable, *ids), self._shared_loop
             )
             return future.result()
         # One event loop for the life of the environment, created on first need, so
@@ -153,16 +153,16 @@ class Runner:
 
     def handle(self, invocation: Invocation) -> Invocation | None:
         """Run one invocation; the next one, when it came with the answer."""
-        request_id_var.set(invocation.request_id)
+        request_id = invocation.request_id
+        request_id_var.set(request_id)
         trace_id_var.set(invocation.trace_id)
-        self._ids = (invocation.request_id, invocation.trace_id)
         if self.sets_trace_env:
             if invocation.trace_id:
                 os.environ[_TRACE_ENV] = invocation.trace_id
             else:
                 os.environ.pop(_TRACE_ENV, None)
         context = LambdaContext(
-            invocation.request_id,
+            request_id,
             invocation.deadline_ms,
             invocation.function_arn,
             identity=_parse_json_header(invocation.cognito_identity),
@@ -170,17 +170,18 @@ class Runner:
             tenant_id=invocation.tenant_id,
             trace_id=invocation.trace_id,
         )
-        request_id = invocation.request_id
-        stream = _Stream(self, request_id)
+        stream: _Stream | None = None
         try:
             event = unmarshal(invocation)
             if self._writes_stream:
+                stream = _Stream(self.api, request_id)
                 writes: Callable[..., Any] = self.handler
                 writes(event, ResponseWriter(stream.send), context)
                 stream.finish()
                 return None
             result = self.handler(event, context)
             if is_stream(result):
+                stream = _Stream(self.api, request_id)
                 for item in self._items(result):
                     stream.send_item(item)
                 stream.finish()
@@ -189,12 +190,14 @@ class Runner:
                 result = self._await(result)
             body, content_type = marshal(result)
         except Exception as exc:
-            if stream.post is None:
+            if stream is None or stream.post is None:
                 self.report(request_id, exc)
             else:
                 stream.fail(exc)
             return None
-        self._flush_output()
+        # The service orders the function's output before END: it must be written
+        # before the response is.
+        flush_output()
         return self.api.respond_then_next(request_id, body, content_type)
 
     def _items(self, result: Any) -> Iterator[Any]:
@@ -213,16 +216,6 @@ class Runner:
         cause = "" if isinstance(exc, Fault) else xray_cause(exc)
         self.api.post_error(request_id, document, header_error_type(error_type), cause)
 
-    @staticmethod
-    def _flush_output() -> None:
-        # The service orders the function's output before END: it must be written
-        # before the response is.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-
     def serve_forever(self) -> NoReturn:
         next_invocation, handle = self.api.next, self.handle
         invocation = next_invocation()
@@ -233,15 +226,15 @@ class Runner:
 class _Stream:
     """One streamed response: the chunked POST starts with the first piece."""
 
-    def __init__(self, runner: Runner, request_id: str) -> None:
-        self.runner = runner
+    def __init__(self, api: RuntimeAPI, request_id: str) -> None:
+        self.api = api
         self.request_id = request_id
         self.post: StreamingPost | None = None
 
     def send(self, chunk: bytes, content_type: str) -> None:
         if self.post is None:
-            self.runner._flush_output()
-            self.post = self.runner.api.start_stream(self.request_id, content_type)
+            flush_output()
+            self.post = self.api.start_stream(self.request_id, content_type)
         self.post.send(chunk)
 
     def send_item(self, item: Any) -> None:
@@ -255,7 +248,7 @@ class _Stream:
     def finish(self) -> None:
         if self.post is None:  # an empty stream is an empty response
             self.send(b"", DEFAULT_CONTENT_TYPE)
-        self.runner._flush_output()
+        flush_output()
         assert self.post is not None
         self.post.finish()
 
@@ -282,7 +275,9 @@ def _make_output_safe() -> None:
             reconfigure(errors="backslashreplace", line_buffering=True)
 
 
-async def _in_context(awaitable: Any, request_id: str, trace_id: str | None) -> Any:
+async def _in_context(
+    awaitable: Any, request_id: str | None, trace_id: str | None
+) -> Any:
     request_id_var.set(request_id)
     trace_id_var.set(trace_id)
     return await awaitable

@@ -79,12 +79,12 @@ def run_hooks() -> None:
 
 
 def _log_failure(hook: Callable[[], object], exc: Exception) -> None:
-    from lamina.runtime.faults import exception_payload, log_lines
-    from lamina.runtime.logsink import ERROR, sink
+    from lamina.runtime.faults import exception_payload
+    from lamina.runtime.logsink import log_error
 
     payload = exception_payload(exc)
     name = getattr(hook, "__qualname__", repr(hook))
     payload["errorMessage"] = (
         f"on_shutdown hook {name} failed: {payload['errorMessage']}"
     )
-    sink().write(log_lines(payload), ERROR)
+    log_error(payload)
