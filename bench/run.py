@@ -35,10 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -522,6 +523,7 @@ def check_prerequisites() -> None:
 
 
 def run(args: argparse.Namespace) -> list[Result]:
+    check_prerequisites()
     with tempfile.TemporaryDirectory(prefix="lamina-bench-") as tmp:
         root = Path(tmp)
         code = write_function(root)
@@ -532,19 +534,28 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every started process is still stopped.
+T = TypeVar("T")
+
+
+def guarded(work: Callable[[], T]) -> T:
+    """``work()``; a ``BenchError`` or an interrupt ends the program with one line.
+
+    SIGTERM unwinds like Ctrl-C, so every started process is still stopped.
+    """
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        check_prerequisites()
-        results = run(args)
+        return work()
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
-        return 1
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("bench: interrupted; every started process was stopped", file=sys.stderr)
-        return 130
+        raise SystemExit(130) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = guarded(lambda: run(args))
 
     found = ratios(results)
     print(render(results, found, args))

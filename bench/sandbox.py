@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 from run import (
     ECHO_SOURCE,
@@ -59,6 +57,7 @@ from run import (
     check_echoes,
     check_services,
     free_ports,
+    guarded,
     invoke_all,
     log_tail,
     measure,
@@ -501,6 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[Row | Skipped]:
     """Each backend in turn, then the reference; a row or a reason for each."""
+    check_services()
     outcomes: list[Row | Skipped] = []
     with tempfile.TemporaryDirectory(prefix="lamina-bench-sandbox-") as tmp:
         root = Path(tmp)
@@ -515,24 +515,10 @@ def run(args: argparse.Namespace) -> list[Row | Skipped]:
     return outcomes
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every started process is still stopped.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
-    try:
-        check_services()
-        outcomes = run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; every started process was stopped", file=sys.stderr)
-        return 130
+    outcomes = guarded(lambda: run(args))
 
     found = ratios([row for row in outcomes if isinstance(row, Row)])
     print(render(outcomes, found, args))

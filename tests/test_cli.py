@@ -253,7 +253,8 @@ def test_bad_bootstrap_is_invalid_entrypoint(
     code = tmp_path / "custom"
     code.mkdir()
     if bootstrap is not None:
-        (code / "bootstrap").write_text(bootstrap)
+        # Byte for byte: UTF-8 would turn the ELF header's \xb7 into two bytes.
+        (code / "bootstrap").write_bytes(bootstrap.encode("latin-1"))
         assert mode is not None
         (code / "bootstrap").chmod(mode)
     (tmp_path / "template.yaml").write_text(

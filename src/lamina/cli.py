@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from lamina import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lamina.emulator.logs import LogSink
 
 log = logging.getLogger("lamina")
@@ -103,14 +105,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (0 to 65535)")
-    return port
+def _whole_number(low: int, high: float, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
+
+
+_port = _whole_number(0, 65535, "a port number (0 to 65535)")
+_at_least_one = _whole_number(1, float("inf"), "a whole number of 1 or more")
 
 
 def _host(text: str) -> str:
@@ -132,16 +143,6 @@ def _positive_seconds(text: str) -> float:
         value = -1.0
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
-    return value
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number of 1 or more")
     return value
 
 
@@ -404,13 +405,11 @@ def _invoke(args: argparse.Namespace) -> int:
 def _function_ref(service: Any, raw: str) -> Any:
     """What ``lamina invoke`` names: a function name, or the resource's logical id."""
     from lamina.emulator.function import FunctionRef, parse_function_name
+    from lamina.toolchain.build import function_named
 
     ref = parse_function_name(raw)
-    if ref.name not in service.functions:
-        for config in service.functions.values():
-            if config.logical_id == ref.name:
-                return FunctionRef(config.name, ref.qualifier)
-    return ref
+    config = function_named(service.functions, ref.name)
+    return ref if config is None else FunctionRef(config.name, ref.qualifier)
 
 
 def _serve(args: argparse.Namespace) -> int:

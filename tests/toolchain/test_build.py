@@ -166,6 +166,38 @@ def test_a_layer_that_brings_opt_bootstrap_is_enough(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("binary", "reason"),
+    [
+        pytest.param(
+            # An aarch64 ELF header (e_machine 183), static: no loader to look for.
+            b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\xb7\x00" + bytes(44),
+            "bootstrap: aarch64 binary, provided.al2023 on x86_64 needs x86_64",
+            id="aarch64",
+        ),
+        pytest.param(
+            b"\xcf\xfa\xed\xfe" + bytes(200),
+            "bootstrap: Mach-O (macOS) binary, not a Linux ELF executable",
+            id="mach-o",
+        ),
+    ],
+)
+def test_a_bootstrap_for_another_machine_fails_the_build(
+    tmp_path: Path, binary: bytes, reason: str
+) -> None:
+    code = _custom(tmp_path)
+    (code / "bootstrap").write_bytes(binary)
+    (code / "bootstrap").chmod(0o755)
+
+    built = lamina("build", cwd=tmp_path)
+
+    assert built.returncode == 1
+    assert "fn: the package cannot run on provided.al2023 (x86_64" in built.stderr
+    assert reason in built.stderr
+    assert "Traceback" not in built.stderr
+    assert not (tmp_path / ".lamina" / "build" / "fn.zip").exists()
+
+
 def _wheel_tags(package: Path) -> dict[str, list[str]]:
     """Each installed distribution's wheel tags, read from its WHEEL file."""
     tags: dict[str, list[str]] = {}

@@ -33,13 +33,13 @@ import sys
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lamina.emulator.errors import LaminaError
 from lamina.emulator.function import FunctionConfig, Layer
-from lamina.toolchain.targets import Target, UnknownTarget, target
+from lamina.toolchain.targets import BOOTSTRAP_PLACES, Target, UnknownTarget, target
 
 ZIPPED_LIMIT = 50 * 1024 * 1024  # direct upload
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # function and layers together
@@ -47,7 +47,6 @@ EPOCH = (1980, 1, 1, 0, 0, 0)
 BUILD_DIR = Path(".lamina") / "build"
 _SKIPPED = {"__pycache__", ".git", ".lamina", ".aws-sam", ".venv", ".pytest_cache"}
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
-_BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 
 
 class BuildError(LaminaError):
@@ -65,8 +64,17 @@ class Package:
     files: int
 
 
-def _mb(size: int) -> str:
+def megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
+
+
+def function_named(
+    functions: Mapping[str, FunctionConfig], name: str
+) -> FunctionConfig | None:
+    """The function called ``name``, else the one whose logical id is ``name``."""
+    if name in functions:
+        return functions[name]
+    return next((c for c in functions.values() if c.logical_id == name), None)
 
 
 # -- collecting files -----------------------------------------------------------------
@@ -311,7 +319,7 @@ def _check_bootstrap(config: FunctionConfig, names: set[str]) -> None:
     )
     raise BuildError(
         f"{config.name}: {config.runtime} needs an executable bootstrap at "
-        f"{_BOOTSTRAP_PLACES}{found}: put it at the root of {config.code_dir}"
+        f"{BOOTSTRAP_PLACES}{found}: put it at the root of {config.code_dir}"
     )
 
 
@@ -350,14 +358,15 @@ def build_function(
         )
     wanted = requirements(config.code_dir)
     is_custom = tgt.python is None
+    is_python_project = _is_python_project(config.code_dir)
     python = tgt.python or sys.version_info[:2]
     if is_custom:
         _check_bootstrap(config, {name for name, _ in files})
-    if _is_python_project(config.code_dir) or _imports_runtime_client(files):
+    if is_python_project or _imports_runtime_client(files):
         names = {name for name, _ in files}
         files += [f for f in _runtime_client_files() if f[0] not in names]
     with tempfile.TemporaryDirectory(prefix="lamina-build-") as scratch:
-        if wanted and (not is_custom or _is_python_project(config.code_dir)):
+        if wanted and (not is_custom or is_python_project):
             say(
                 f"  {config.name}: resolving its dependencies for "
                 f"{tgt.describe()}, Python {python[0]}.{python[1]}"
@@ -389,15 +398,15 @@ def _check_limits(config: FunctionConfig, package: Package) -> None:
     total = package.unzipped + layers
     if total > UNZIPPED_LIMIT:
         raise BuildError(
-            f"{config.name}: {_mb(total)} unzipped with its layers "
-            f"({_mb(package.unzipped)} code, {_mb(layers)} layers): Lambda allows "
-            f"{_mb(UNZIPPED_LIMIT)}"
+            f"{config.name}: {megabytes(total)} unzipped with its layers "
+            f"({megabytes(package.unzipped)} code, {megabytes(layers)} layers): "
+            f"Lambda allows {megabytes(UNZIPPED_LIMIT)}"
         )
     if package.zipped > ZIPPED_LIMIT:
         raise BuildError(
-            f"{config.name}: the zip is {_mb(package.zipped)}: a direct upload takes "
-            f"at most {_mb(ZIPPED_LIMIT)} (upload larger packages through S3, or move "
-            "dependencies into a layer)"
+            f"{config.name}: the zip is {megabytes(package.zipped)}: a direct upload "
+            f"takes at most {megabytes(ZIPPED_LIMIT)} (upload larger packages through "
+            "S3, or move dependencies into a layer)"
         )
 
 
@@ -478,11 +487,8 @@ def run(args: argparse.Namespace) -> int:
     layers = {layer.name: layer for c in functions.values() for layer in c.layers}
     only_layer = None
     if args.function:
-        chosen = {
-            name: config
-            for name, config in functions.items()
-            if args.function in (name, config.logical_id)
-        }
+        config = function_named(functions, args.function)
+        chosen = {config.name: config} if config else {}
         only_layer = layers.get(args.function) if not chosen else None
         if not chosen and only_layer is None:
             names = ", ".join(sorted([*functions, *layers]))
@@ -563,6 +569,6 @@ def _table(built: list[Package]) -> None:
     print(f"{'package':<{width}}  {'zipped':>9}  {'unzipped':>9}  {'files':>6}  path")
     for p in built:
         print(
-            f"{p.name:<{width}}  {_mb(p.zipped):>9}  {_mb(p.unzipped):>9}  "
+            f"{p.name:<{width}}  {megabytes(p.zipped):>9}  {megabytes(p.unzipped):>9}  "
             f"{p.files:>6}  {p.path}"
         )

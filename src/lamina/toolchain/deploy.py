@@ -17,6 +17,7 @@ configuration (``--region`` and ``--endpoint-url`` override it); the calls are
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import zipfile
@@ -37,9 +38,15 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 
 from lamina.emulator.function import EventInvokeConfig, FunctionConfig
 from lamina.emulator.intrinsics import SERVERLESS_FUNCTION
-from lamina.toolchain.build import BuildError, build_function, built_dir, package_files
+from lamina.toolchain.build import (
+    ZIPPED_LIMIT,
+    BuildError,
+    build_function,
+    built_dir,
+    function_named,
+    package_files,
+)
 from lamina.toolchain.deployer import (
-    DIRECT_UPLOAD_LIMIT,
     Code,
     Deployer,
     DeployError,
@@ -128,8 +135,9 @@ def _url(
     return url
 
 
-def _package(config: FunctionConfig, source: Source, say: Say) -> Path:
-    """The function's zip from ``lamina build``, built again when its code is newer.
+def _package(config: FunctionConfig, source: Source, say: Say) -> tuple[Path, bool]:
+    """The function's zip from ``lamina build``, built again when its code is newer,
+    and whether it was built just now (and so already checked against its target).
 
     A dry run builds into ``source.out_dir`` (scratch), leaving .lamina/build as is.
     """
@@ -137,7 +145,7 @@ def _package(config: FunctionConfig, source: Source, say: Say) -> Path:
     changed = [p.stat().st_mtime for _, p in package_files(config.code_dir)]
     newest = max([source.template.stat().st_mtime, *changed])
     if path.is_file() and path.stat().st_mtime >= newest:
-        return path
+        return path, False
 
     why = "is older than its code or template" if path.is_file() else "is not built yet"
     if source.is_dry_run:
@@ -145,7 +153,7 @@ def _package(config: FunctionConfig, source: Source, say: Say) -> Path:
     else:
         say(f"  {config.name}: the zip {why}; building it")
     try:
-        return build_function(config, source.out_dir, say=say).path
+        return build_function(config, source.out_dir, say=say).path, True
     except BuildError as exc:
         raise DeployError(f"{exc}; fix it, then lamina build", status=2) from exc
 
@@ -165,11 +173,11 @@ def _check_target(config: FunctionConfig, path: Path) -> None:
         )
 
 
-def _warn_missing_python(config: FunctionConfig, path: Path, say: Say) -> None:
+def _warn_missing_python(config: FunctionConfig, data: bytes, say: Say) -> None:
     """A provided.* bootstrap that starts lamina's runtime client needs a Python."""
     if config.layers or not config.runtime.startswith("provided"):
         return
-    with zipfile.ZipFile(path) as zipped:
+    with zipfile.ZipFile(io.BytesIO(data)) as zipped:
         if "bootstrap" not in zipped.namelist():
             return
         text = zipped.read("bootstrap").decode(errors="replace")
@@ -199,16 +207,18 @@ def wanted(config: FunctionConfig, source: Source, say: Say) -> Wanted:
         say(f"  {name}: EventInvokeConfig and destinations are not deployed; skipped")
 
     props = _properties(source.document, config)
-    path = _package(config, source, say)
+    path, is_checked = _package(config, source, say)
     size = path.stat().st_size
-    if size > DIRECT_UPLOAD_LIMIT:
+    if size > ZIPPED_LIMIT:
         raise DeployError(
             f"{name}: {path} is {size_text(size)} ({size} bytes): a direct upload to "
-            f"Lambda takes at most {size_text(DIRECT_UPLOAD_LIMIT)} "
-            f"({DIRECT_UPLOAD_LIMIT} bytes); move dependencies into a layer"
+            f"Lambda takes at most {size_text(ZIPPED_LIMIT)} "
+            f"({ZIPPED_LIMIT} bytes); move dependencies into a layer"
         )
-    _check_target(config, path)
-    _warn_missing_python(config, path, say)
+    if not is_checked:
+        _check_target(config, path)
+    data = path.read_bytes()
+    _warn_missing_python(config, data, say)
     description = props.get("Description")
     return Wanted(
         name=name,
@@ -216,7 +226,7 @@ def wanted(config: FunctionConfig, source: Source, say: Say) -> Wanted:
             config, description if isinstance(description, str) else ""
         ),
         architectures=[config.architecture],
-        code=Code(path, path.read_bytes()),
+        code=Code(path, data),
         role=_role(name, props, source.role),
         url=_url(name, props, config),
         reserved_concurrency=config.reserved_concurrency,
@@ -228,11 +238,11 @@ def _choose(
 ) -> list[FunctionConfig]:
     if not name:
         return list(functions.values())
-    chosen = [c for n, c in functions.items() if name in (n, c.logical_id)]
-    if not chosen:
+    config = function_named(functions, name)
+    if config is None:
         names = ", ".join(sorted(functions))
         raise DeployError(f"no function {name!r} in {template} ({names})", status=2)
-    return chosen
+    return [config]
 
 
 def _say(line: str) -> None:

@@ -29,8 +29,8 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 
 from lamina.emulator.errors import LaminaError
 from lamina.emulator.function import FunctionConfig, LogSettings
+from lamina.toolchain.build import megabytes
 
-DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 # Lambda finishes most updates in seconds; five minutes is its own waiters' patience.
 _WAIT = {"Delay": 1, "MaxAttempts": 300}
 
@@ -149,7 +149,7 @@ def size_text(size: int) -> str:
     """``12.3 KB`` below a megabyte, ``4.5 MB`` from there."""
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
-    return f"{size / 1024 / 1024:.1f} MB"
+    return megabytes(size)
 
 
 # -- the AWS side -------------------------------------------------------------------

@@ -29,11 +29,10 @@ from lamina.toolchain.elf import (
     is_elf,
     read_elf,
 )
-from lamina.toolchain.targets import Target, UnknownTarget, target
+from lamina.toolchain.targets import BOOTSTRAP_PLACES, Target, UnknownTarget, target
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 ZIP_SUFFIXES = (".zip", ".whl", ".jar")
 LARGEST_FILE = 250 * 1024 * 1024  # Lambda unzips at most this much in all
 # Verdicts shown when no --target is given.

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from lamina.emulator.errors import LaminaError
 
-# Lambda's names for machines, and the names ELF files and wheels use.
+# Lambda's names for machines, and the names ELF files and wheel tags use.
 ELF_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
-WHEEL_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# Where Lambda looks for a custom runtime's bootstrap: the code, then the layers.
+BOOTSTRAP_PLACES = "/var/task/bootstrap or /opt/bootstrap"
 
 _AL2 = ("Amazon Linux 2", (2, 26))
 _AL2023 = ("Amazon Linux 2023", (2, 34))
@@ -55,7 +56,7 @@ class Target:
 
     def manylinux_platforms(self) -> list[str]:
         """Every wheel platform tag this target runs, newest first (PEP 600 and legacy)."""
-        machine = WHEEL_MACHINES[self.arch]
+        machine = self.elf_machine
         tags = [
             f"manylinux_2_{minor}_{machine}" for minor in range(self.glibc[1], 16, -1)
         ]
