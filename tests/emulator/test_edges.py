@@ -23,6 +23,7 @@ from tests.conftest import (
     stop_process,
     wait_for,
 )
+from tests.emulator.helpers import serving
 
 
 def _function(name: str, handler: str, **props: object) -> str:
@@ -35,25 +36,21 @@ STREAM_URL = {"FunctionUrlConfig": "{AuthType: NONE, InvokeMode: RESPONSE_STREAM
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("edges")
-    code_dir(folder)
-    template = folder / "template.yaml"
-    template.write_text(
-        "Resources:"
-        + _function("answer", "edges.answer", **URL)
-        + _function("nested", "edges.nested", **URL)
-        + _function("unfinished", "edges.unfinished_line")
-        + _function("longline", "edges.long_line")
-        + _function("bigstream", "edges.big_stream")
-        + _function("emptystream", "edges.empty_stream", **STREAM_URL)
-        + _function("lateprelude", "edges.late_prelude", **STREAM_URL)
-        + _function("echo", "behave.echo")
-        + _function("touch", "behave.touch")
-        + _function("paced", "streams.paced")
+    yield from serving(
+        tmp_path_factory.mktemp("edges"),
+        (
+            _function("answer", "edges.answer", **URL)
+            + _function("nested", "edges.nested", **URL)
+            + _function("unfinished", "edges.unfinished_line")
+            + _function("longline", "edges.long_line")
+            + _function("bigstream", "edges.big_stream")
+            + _function("emptystream", "edges.empty_stream", **STREAM_URL)
+            + _function("lateprelude", "edges.late_prelude", **STREAM_URL)
+            + _function("echo", "behave.echo")
+            + _function("touch", "behave.touch")
+            + _function("paced", "streams.paced")
+        ),
     )
-    served = start_serve(template)
-    yield served
-    stop_process(served.process)
 
 
 def _url(service: Served, path: str, body: object) -> tuple[int, dict[str, str], bytes]:
@@ -105,6 +102,54 @@ def test_framing_headers_from_the_function_are_lamina_s_to_set(service: Served) 
     assert headers["Content-Length"] == "5"
     assert "Transfer-Encoding" not in headers
     assert headers["X-Ok"] == "1"
+
+
+def _url_answer(
+    service: Served, answer: object
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """The HTTP response of a function URL whose function returns ``answer``,
+    repeated headers kept apart."""
+    parts = urlsplit(service.url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "", parts.port, timeout=20
+    )
+    connection.request(
+        "POST",
+        "/lambda-url/answer/",
+        body=json.dumps(answer),
+        headers={"Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response, body
+
+
+def test_each_cookie_of_a_buffered_answer_is_its_own_set_cookie(
+    service: Served,
+) -> None:
+    cookies = ["a=1; Path=/", "b=2; HttpOnly"]
+    answer = {"statusCode": 200, "cookies": cookies, "body": "ok"}
+
+    response, body = _url_answer(service, answer)
+
+    assert (response.status, body) == (200, b"ok")
+    assert response.headers.get_all("Set-Cookie") == cookies
+
+
+def test_a_base64_answer_reaches_the_caller_as_its_bytes(service: Served) -> None:
+    answer = {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/octet-stream"},
+        "body": base64.b64encode(bytes([0, 255, 128, 10])).decode(),
+        "isBase64Encoded": True,
+    }
+
+    response, body = _url_answer(service, answer)
+
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "application/octet-stream"
+    assert body == bytes([0, 255, 128, 10])
 
 
 def test_a_body_too_deep_to_parse_is_a_502(service: Served) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Served, code_dir, pid_alive, stop_process, wait_for
+from tests.emulator.helpers import invoke
 
 RECORDER = (
     Path(__file__).resolve().parent.parent / "functions" / "extension_recorder.py"
@@ -72,15 +73,6 @@ def _start(
     return serve(_template("behave.echo", variables, **props)), record
 
 
-def _invoke(served: Served, payload: object = None) -> dict[str, Any]:
-    answer = served.client().invoke(  # type: ignore[attr-defined]
-        FunctionName="fn", Payload=json.dumps(payload or {})
-    )
-    answer["Body"] = json.loads(answer["Payload"].read())
-    answer["RequestId"] = answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
-    return answer
-
-
 def _entries(record: Path) -> list[dict[str, Any]]:
     if not record.exists():
         return []
@@ -100,7 +92,7 @@ def test_an_external_extension_gets_each_invoke_and_then_the_shutdown(
 ) -> None:
     served, record = _start(tmp_path, serve)
 
-    answers = [_invoke(served, {"n": n}) for n in range(3)]
+    answers = [invoke(served, "fn", {"n": n}) for n in range(3)]
 
     ids = [answer["RequestId"] for answer in answers]
     wait_for(lambda: len(_events(record, "INVOKE")) == 3, 5, "three INVOKE events")
@@ -136,7 +128,7 @@ def test_an_extension_init_error_fails_the_invoke(
 ) -> None:
     served, _ = _start(tmp_path, serve, mode="init-error")
 
-    answer = _invoke(served)
+    answer = invoke(served, "fn")
 
     assert answer["FunctionError"] == "Unhandled"
     assert answer["Body"]["errorType"] == "Extension.InitError"
@@ -160,7 +152,7 @@ def test_an_extension_that_exits_during_init_is_a_crash(
 ) -> None:
     served, _ = _start(tmp_path, serve, mode="exit-in-init")
 
-    answer = _invoke(served)
+    answer = invoke(served, "fn")
 
     assert answer["FunctionError"] == "Unhandled"
     assert answer["Body"]["errorType"] == "Extension.Crash"
@@ -176,12 +168,12 @@ def test_an_extension_that_crashed_while_idle_fails_the_next_invoke(
     tmp_path: Path, serve: Callable[..., Served]
 ) -> None:
     served, record = _start(tmp_path, serve)
-    first = _invoke(served)
+    first = invoke(served, "fn")
     (registered,) = [entry for entry in _entries(record) if "registered" in entry]
     os.kill(registered["pid"], signal.SIGKILL)
     wait_for(lambda: not pid_alive(registered["pid"]), 5, "the extension to die")
 
-    failed = _invoke(served)
+    failed = invoke(served, "fn")
 
     assert failed["FunctionError"] == "Unhandled"
     assert failed["Body"]["errorType"] == "Extension.Crash"
@@ -191,7 +183,7 @@ def test_an_extension_that_crashed_while_idle_fails_the_next_invoke(
     (report,) = served.output.wait(f"REPORT RequestId: {failed['RequestId']}")
     assert report.endswith("Status: error\tError Type: Extension.Crash")
     # That environment is gone; the next invoke starts a fresh one.
-    after = _invoke(served)
+    after = invoke(served, "fn")
     assert "FunctionError" not in after
     assert after["Body"]["pid"] != first["Body"]["pid"]
 
@@ -201,7 +193,7 @@ def test_an_extension_that_crashes_during_an_invoke_fails_its_report(
 ) -> None:
     served, _ = _start(tmp_path, serve, mode="crash-on-invoke")
 
-    answer = _invoke(served)
+    answer = invoke(served, "fn")
 
     # The extension dies on the INVOKE event while the runtime answers: whichever
     # comes first, the REPORT names the crash. When the runtime answered first the
@@ -224,12 +216,12 @@ def test_the_caller_does_not_wait_for_the_extensions_but_the_environment_does(
         Timeout=10,
         variables={"EXTENSION_SLOW_S": "1.5"},
     )
-    _invoke(served)  # the cold start, out of the way
+    invoke(served, "fn")  # the cold start, out of the way
 
     started = time.monotonic()
-    first = _invoke(served)
+    first = invoke(served, "fn")
     answered_in = time.monotonic() - started
-    second = _invoke(served)
+    second = invoke(served, "fn")
 
     assert answered_in < 1.0
     # The first environment still waits for its extension: another one took it.
@@ -246,7 +238,7 @@ def test_an_extension_slower_than_the_timeout_times_the_invoke_out(
         tmp_path, serve, mode="slow", Timeout=1, variables={"EXTENSION_SLOW_S": "5"}
     )
 
-    answer = _invoke(served)
+    answer = invoke(served, "fn")
 
     assert "FunctionError" not in answer
     (report,) = served.output.wait(f"REPORT RequestId: {answer['RequestId']}", 5)
@@ -277,7 +269,7 @@ Resources:
 """
     )
 
-    ids = [_invoke(served)["RequestId"] for _ in range(2)]
+    ids = [invoke(served, "fn")["RequestId"] for _ in range(2)]
 
     assert served.output.wait(
         r"EXTENSION\tName: recorder-thread\tState: Ready\tEvents: \[INVOKE\]"
@@ -309,7 +301,7 @@ Resources:
           SHUTDOWN_MARKER: '{marker}'
 """
     )
-    pid = _invoke(served)["Body"]["pid"]
+    pid = invoke(served, "fn")["Body"]["pid"]
 
     stop_process(served.process)
 
@@ -328,7 +320,7 @@ def test_extensions_are_frozen_with_the_runtime_between_invokes(
 ) -> None:
     served, record = _start(tmp_path, serve)
 
-    first = _invoke(served)
+    first = invoke(served, "fn")
 
     (extension_pid,) = [entry["pid"] for entry in _entries(record) if "pid" in entry]
     runtime_pid = first["Body"]["pid"]
@@ -337,7 +329,7 @@ def test_extensions_are_frozen_with_the_runtime_between_invokes(
         what="the environment to be frozen",
     )
 
-    second = _invoke(served)
+    second = invoke(served, "fn")
 
     assert "FunctionError" not in second
     assert second["Body"]["pid"] == runtime_pid

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Served, awslambdaric_bootstrap, code_dir, wait_for
+from tests.emulator.helpers import invoke
 
 PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
 RUNTIMES = [
@@ -98,15 +99,6 @@ def _start(
     return serve(template, "--log-file", str(log.path)), log
 
 
-def _invoke(served: Served, name: str, event: object = None, **extra: object) -> dict:
-    answer = served.client().invoke(  # type: ignore[attr-defined]
-        FunctionName=name, Payload=json.dumps(event or {}), **extra
-    )
-    answer["Body"] = json.loads(answer["Payload"].read())
-    answer["RequestId"] = answer["ResponseMetadata"]["RequestId"]
-    return answer
-
-
 # -- C20: ordering and framing ------------------------------------------------------
 
 
@@ -117,8 +109,8 @@ def test_output_stays_in_order_inside_its_own_invocation(
     template = _template(tmp_path, runtime, {"ordered": "logs_demo.ordered"})
     served, log = _start(serve, tmp_path, template)
 
-    failed = _invoke(served, "ordered", {"pause": 1})
-    quiet = _invoke(served, "ordered", {"quiet": True}, LogType="Tail")
+    failed = invoke(served, "ordered", {"pause": 1})
+    quiet = invoke(served, "ordered", {"quiet": True}, LogType="Tail")
 
     assert failed["FunctionError"] == "Unhandled"
     rid = failed["RequestId"]
@@ -152,8 +144,8 @@ def test_print_is_a_record_per_line_and_a_traceback_is_one_record(
     )
     served, log = _start(serve, tmp_path, template)
 
-    split_id = _invoke(served, "split")["Body"]
-    trace_id = _invoke(served, "trace")["Body"]
+    split_id = invoke(served, "split")["Body"]
+    trace_id = invoke(served, "trace")["Body"]
 
     split = log.invocation("split", split_id)
     assert split[1:3] == ["x", "y"]
@@ -179,7 +171,7 @@ def test_text_records_carry_level_time_and_request_id(
     template = _template(tmp_path, runtime, {"levels": "logs_demo.levels"})
     served, log = _start(serve, tmp_path, template)
 
-    rid = _invoke(served, "levels")["Body"]
+    rid = invoke(served, "levels")["Body"]
 
     records = [r for r in log.invocation("levels", rid) if r.startswith("[")]
     assert [r.split("\t")[0] for r in records] == ["[WARNING]", "[ERROR]"]
@@ -206,8 +198,8 @@ def test_json_records_parse_and_name_their_invocation(
     )
     served, log = _start(serve, tmp_path, template)
 
-    rid = _invoke(served, "levels")["Body"]
-    failed = _invoke(served, "ordered", {"pause": 0})["RequestId"]
+    rid = invoke(served, "levels")["Body"]
+    failed = invoke(served, "ordered", {"pause": 0})["RequestId"]
 
     documents = [json.loads(record) for record in log.invocation("levels", rid)]
     assert documents[0]["type"] == "platform.start"
@@ -268,7 +260,7 @@ def test_log_level_warn_leaves_out_info(
     template = _template(tmp_path, runtime, {"levels": "logs_demo.levels" + properties})
     served, log = _start(serve, tmp_path, template)
 
-    rid = _invoke(served, "levels")["Body"]
+    rid = invoke(served, "levels")["Body"]
 
     text = "\n".join(log.invocation("levels", rid))
     assert "warning message" in text
@@ -291,7 +283,7 @@ def test_a_system_log_level_of_warn_leaves_out_start_and_report(
     )
     served, log = _start(serve, tmp_path, template)
 
-    rid = _invoke(served, "levels")["Body"]
+    rid = invoke(served, "levels")["Body"]
 
     def application_records() -> list[dict[str, str]] | None:
         mine = [json.loads(r) for r in log.records("levels")]
@@ -326,12 +318,12 @@ def test_invocations_in_flight_together_each_tag_their_own_records(
 
     client = served.client()
 
-    def invoke(_: int) -> str:
+    def overlapping(_: int) -> str:
         answer = client.invoke(FunctionName="overlapping")  # type: ignore[attr-defined]
         return str(json.loads(answer["Payload"].read()))
 
     with ThreadPoolExecutor(4) as pool:
-        ids = list(pool.map(invoke, range(4)))
+        ids = list(pool.map(overlapping, range(4)))
 
     def application_records() -> list[dict[str, str]] | None:
         documents = [json.loads(r) for r in log.records("overlapping")]
@@ -355,7 +347,7 @@ def test_a_custom_log_group_is_what_the_function_is_told(
     )
     served, _ = _start(serve, tmp_path, template)
 
-    assert _invoke(served, "echo")["Body"]["log_group"] == "/custom/orders"
+    assert invoke(served, "echo")["Body"]["log_group"] == "/custom/orders"
 
 
 def test_a_function_that_never_logs_never_imports_logging(
@@ -364,4 +356,4 @@ def test_a_function_that_never_logs_never_imports_logging(
     template = _template(tmp_path, "lamina", {"quiet": "quiet_start.handler"})
     served, _ = _start(serve, tmp_path, template)
 
-    assert _invoke(served, "quiet")["Body"] == {"logging_loaded": False}
+    assert invoke(served, "quiet")["Body"] == {"logging_loaded": False}

@@ -18,12 +18,11 @@ import pytest
 from tests.conftest import (
     CREDENTIALS,
     Served,
-    code_dir,
+    function_yaml,
     pid_alive,
-    start_serve,
-    stop_process,
     wait_for,
 )
+from tests.emulator.helpers import serving
 
 FUNCTIONS = {
     "echo": ("behave.echo", 3),
@@ -42,46 +41,18 @@ FUNCTIONS = {
 }
 
 
-def _template(folder: Path) -> str:
-    body = "".join(
-        f"""
-  {name}:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.11
-      Handler: {handler}
-      CodeUri: code
-      Timeout: {timeout}
-      Environment:
-        Variables:
-          INIT_OK_FILE: {folder / "init-ok"}
-"""
+def _resources(folder: Path) -> str:
+    variables = f"{{Variables: {{INIT_OK_FILE: '{folder / 'init-ok'}'}}}}"
+    return "".join(
+        function_yaml(name, handler, Timeout=timeout, Environment=variables)
         for name, (handler, timeout) in FUNCTIONS.items()
-    )
-    return (
-        "Resources:"
-        + body
-        + """
-  throttled:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.11
-      Handler: behave.echo
-      CodeUri: code
-      ReservedConcurrentExecutions: 0
-"""
-    )
+    ) + function_yaml("throttled", "behave.echo", ReservedConcurrentExecutions=0)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("invoke-api")
-    code_dir(folder)
-    template = folder / "template.yaml"
-    template.write_text(_template(folder))
-    served = start_serve(template)
-    yield served
-    stop_process(served.process)
+    yield from serving(folder, _resources(folder))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,31 +13,26 @@ from hypothesis import strategies as st
 
 from tests.conftest import (
     Served,
-    code_dir,
     function_yaml,
     pid_alive,
     post,
     raw_exchange,
-    start_serve,
     stop_process,
 )
+from tests.emulator.helpers import serving
 
 REQUESTS = 500
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder: Path = tmp_path_factory.mktemp("load")
-    code_dir(folder)
-    template = folder / "template.yaml"
-    template.write_text(
-        "Resources:"
-        + function_yaml("limited", "behave.sleep", ReservedConcurrentExecutions=10)
-        + function_yaml("echo", "behave.echo")
+    yield from serving(
+        tmp_path_factory.mktemp("load"),
+        (
+            function_yaml("limited", "behave.sleep", ReservedConcurrentExecutions=10)
+            + function_yaml("echo", "behave.echo")
+        ),
     )
-    served = start_serve(template)
-    yield served
-    stop_process(served.process)
 
 
 def _post(served: Served, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -107,13 +101,9 @@ _HEADERS = st.lists(
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("attacked")
-    code_dir(folder)
-    template = folder / "template.yaml"
-    template.write_text("Resources:" + function_yaml("echo", "behave.echo"))
-    served = start_serve(template)
-    yield served
-    stop_process(served.process)
+    yield from serving(
+        tmp_path_factory.mktemp("attacked"), function_yaml("echo", "behave.echo")
+    )
 
 
 @settings(

@@ -58,10 +58,12 @@ def invocation(request_id: str = "req-1", **extra: Any) -> PendingInvocation:
     )
 
 
-async def handed_out(api: RuntimeAPIHandler, request_id: str = "req-1") -> Response:
-    """Dispatch an invocation and take it with ``/next``, as a runtime would."""
-    api.dispatch(invocation(request_id))
-    return await api.handle(request("GET", "invocation/next"))
+async def taken(api: RuntimeAPIHandler, **extra: Any) -> PendingInvocation:
+    """Dispatch invocation ``req-1`` and take it with ``/next``, as a runtime would."""
+    pending = invocation("req-1", **extra)
+    api.dispatch(pending)
+    await api.handle(request("GET", "invocation/next"))
+    return pending
 
 
 def document(response: Response) -> dict[str, object]:
@@ -80,7 +82,9 @@ def header(response: Response, name: str) -> str | None:
 
 def test_next_hands_out_the_event_with_its_headers() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        response = await handed_out(api)
+        api.dispatch(invocation("req-1"))
+
+        response = await api.handle(request("GET", "invocation/next"))
 
         assert response.status == 200
         assert response.body == b'{"key": "value"}'
@@ -148,9 +152,7 @@ def test_events_are_handed_out_in_order() -> None:
 
 def test_a_response_for_the_current_invocation_is_accepted() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(
             request("POST", "invocation/req-1/response", b'{"ok": true}')
@@ -165,9 +167,7 @@ def test_a_response_for_the_current_invocation_is_accepted() -> None:
 
 def test_an_empty_response_is_a_result() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(request("POST", "invocation/req-1/response"))
 
@@ -180,9 +180,7 @@ def test_an_empty_response_is_a_result() -> None:
 @pytest.mark.parametrize("action", ["response", "error"])
 def test_an_answer_for_another_id_is_refused(action: str) -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(request("POST", f"invocation/other/{action}"))
 
@@ -217,9 +215,7 @@ def test_an_answer_before_any_next_is_refused(action: str) -> None:
 )
 def test_a_second_answer_is_refused(first: str, second: str) -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
         await api.handle(request("POST", f"invocation/req-1/{first}", b'{"n": 1}'))
 
         response = await api.handle(
@@ -235,9 +231,7 @@ def test_a_second_answer_is_refused(first: str, second: str) -> None:
 
 def test_an_answer_after_the_invoke_was_abandoned_is_refused() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
         api.abandon("req-1")
 
         response = await api.handle(request("POST", "invocation/req-1/response"))
@@ -252,9 +246,7 @@ def test_a_response_over_the_limit_fails_the_invocation() -> None:
     size = MAX_RESPONSE_BYTES + 1
 
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(
             request("POST", "invocation/req-1/response", b"x" * size)
@@ -279,9 +271,7 @@ def test_a_response_over_the_limit_fails_the_invocation() -> None:
 
 def test_a_response_at_the_limit_is_accepted() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(
             request("POST", "invocation/req-1/response", b"x" * MAX_RESPONSE_BYTES)
@@ -311,9 +301,7 @@ def test_an_error_keeps_the_runtimes_document_and_error_type() -> None:
     ).encode()
 
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(
             request(
@@ -336,9 +324,7 @@ def test_an_error_keeps_the_runtimes_document_and_error_type() -> None:
 )
 def test_an_error_type_outside_lambdas_pattern_is_unknown(header: str | None) -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         headers = {"lambda-runtime-function-error-type": header} if header else {}
         await api.handle(request("POST", "invocation/req-1/error", b"{}", headers))
@@ -403,9 +389,7 @@ def test_a_json_object_error_body_is_kept_byte_for_byte() -> None:
 
 def test_a_wrapped_error_reaches_the_invocation() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         await api.handle(
             request(
@@ -583,9 +567,7 @@ def test_is_streamed_response(headers: dict[str, str], expected: bool) -> None:
 
 def test_a_streamed_response_is_passed_on_and_joined() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1", stream=ResponseStream(live=True))
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api, stream=ResponseStream(live=True))
 
         response = await api.handle(
             streamed(
@@ -613,9 +595,7 @@ def test_an_error_in_the_trailers_fails_a_streamed_response() -> None:
     )
 
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         response = await api.handle(
             streamed("invocation/req-1/response", b"4\r\npart\r\n" + trailers)
@@ -630,9 +610,7 @@ def test_an_error_in_the_trailers_fails_a_streamed_response() -> None:
 
 def test_a_buffered_response_closes_the_stream_with_its_content_type() -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         await api.handle(
             request(
@@ -666,9 +644,7 @@ def test_an_error_closes_the_stream_with_it(
     headers: dict[str, str], error_type: str
 ) -> None:
     async def test(api: RuntimeAPIHandler) -> None:
-        pending = invocation("req-1")
-        api.dispatch(pending)
-        await api.handle(request("GET", "invocation/next"))
+        pending = await taken(api)
 
         await api.handle(request("POST", "invocation/req-1/error", b"{}", headers))
 

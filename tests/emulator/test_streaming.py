@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Served, code_dir, function_yaml, start_serve, stop_process
+from tests.conftest import Served, function_yaml
+from tests.emulator.helpers import serving
 
 
 def _function(name: str, handler: str, mode: str | None = "RESPONSE_STREAM") -> str:
@@ -23,26 +24,22 @@ def _function(name: str, handler: str, mode: str | None = "RESPONSE_STREAM") -> 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("streaming")
-    code_dir(folder)
-    template = folder / "template.yaml"
-    template.write_text(
-        "Resources:"
-        + _function("paced", "streams.paced")
-        + _function("broken", "streams.broken")
-        + _function("early", "streams.early")
-        + _function("plain", "streams.plain")
-        + _function("aio", "streams.aio")
-        + _function("writer", "streams.writer")
-        + _function("buffered", "streams.buffered", "BUFFERED")
-        + _function("streamedbuffer", "streams.paced", "BUFFERED")
-        + _function("nourl", "streams.plain", None)
-        + _function("echo", "behave.echo", "BUFFERED")
-        + _function("fail", "behave.fail", "BUFFERED")
+    yield from serving(
+        tmp_path_factory.mktemp("streaming"),
+        (
+            _function("paced", "streams.paced")
+            + _function("broken", "streams.broken")
+            + _function("early", "streams.early")
+            + _function("plain", "streams.plain")
+            + _function("aio", "streams.aio")
+            + _function("writer", "streams.writer")
+            + _function("buffered", "streams.buffered", "BUFFERED")
+            + _function("streamedbuffer", "streams.paced", "BUFFERED")
+            + _function("nourl", "streams.plain", None)
+            + _function("echo", "behave.echo", "BUFFERED")
+            + _function("fail", "behave.fail", "BUFFERED")
+        ),
     )
-    served = start_serve(template)
-    yield served
-    stop_process(served.process)
 
 
 def _connection(service: Served) -> http.client.HTTPConnection:
@@ -196,11 +193,27 @@ def test_function_url_event_has_the_2_0_shape(service: Served) -> None:
     assert event["rawQueryString"] == "x=1&x=2"
     assert event["queryStringParameters"] == {"x": "1,2"}
     assert event["headers"]["x-foo"] == "a,b"
+    assert all(key == key.lower() for key in event["headers"])
     assert event["cookies"] == ["x=1", "y=2"]
     assert event["requestContext"]["http"]["protocol"] == "HTTP/1.1"
     assert event["requestContext"]["http"]["userAgent"] == "t"
     assert "httpMethod" not in event
     assert "multiValueHeaders" not in event
+
+
+def test_function_url_event_without_a_query_has_no_query_parameters(
+    service: Served,
+) -> None:
+    connection = _connection(service)
+    connection.request("GET", "/lambda-url/echo/items")
+    response = connection.getresponse()
+    assert response.status == 200
+    event = json.loads(response.read())["event"]
+    connection.close()
+
+    assert event["rawPath"] == "/items"
+    assert event["rawQueryString"] == ""
+    assert "queryStringParameters" not in event
 
 
 def test_function_url_passes_binary_bodies_as_base64(

@@ -227,31 +227,6 @@ def test_a_function_url_and_its_invoke_mode(
     assert template.warnings == []
 
 
-@pytest.mark.parametrize(
-    ("props", "field", "message"),
-    [
-        pytest.param(
-            "FunctionUrlConfig: {InvokeMode: STREAMING}\n",
-            "FunctionUrlConfig.InvokeMode",
-            "'STREAMING' is not BUFFERED or RESPONSE_STREAM",
-            id="unknown-mode",
-        ),
-        pytest.param(
-            "FunctionUrlConfig: yes-please\n",
-            "FunctionUrlConfig",
-            "expected a mapping",
-            id="not-a-mapping",
-        ),
-    ],
-)
-def test_a_function_url_lambda_would_refuse(
-    tmp_path: Path, props: str, field: str, message: str
-) -> None:
-    error = refused(tmp_path, one_function(props))
-
-    assert str(error) == f"{tmp_path / 'template.yaml'}: Fn.{field}: {message}"
-
-
 # -- Globals ---------------------------------------------------------------------------
 
 
@@ -864,6 +839,18 @@ def test_two_functions_with_one_name_are_refused(tmp_path: Path) -> None:
             "EphemeralStorage.Size",
             "'lots' is not a whole number",
             id="storage-size-a-word",
+        ),
+        pytest.param(
+            "FunctionUrlConfig: {InvokeMode: STREAMING}",
+            "FunctionUrlConfig.InvokeMode",
+            "'STREAMING' is not BUFFERED or RESPONSE_STREAM",
+            id="url-unknown-mode",
+        ),
+        pytest.param(
+            "FunctionUrlConfig: yes-please",
+            "FunctionUrlConfig",
+            "expected a mapping",
+            id="url-not-a-mapping",
         ),
     ],
 )

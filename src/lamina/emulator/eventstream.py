@@ -13,8 +13,8 @@ import zlib
 _STRING = 7
 
 
-def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
-    encoded = b"".join(
+def encode_headers(headers: dict[str, str]) -> bytes:
+    return b"".join(
         bytes([len(name)])
         + name.encode()
         + bytes([_STRING])
@@ -22,21 +22,35 @@ def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
         + value.encode()
         for name, value in headers.items()
     )
+
+
+def encode_message(encoded: bytes, payload: bytes) -> bytes:
+    """One message, its headers given already encoded (``encode_headers``)."""
     total = 12 + len(encoded) + len(payload) + 4
     prelude = struct.pack(">II", total, len(encoded))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
     return message + struct.pack(">I", zlib.crc32(message))
 
 
+# Every chunk of a stream carries the same headers: encoded once, not per chunk.
+_PAYLOAD_CHUNK = encode_headers(
+    {
+        ":event-type": "PayloadChunk",
+        ":content-type": "application/octet-stream",
+        ":message-type": "event",
+    }
+)
+_INVOKE_COMPLETE = encode_headers(
+    {
+        ":event-type": "InvokeComplete",
+        ":content-type": "application/json",
+        ":message-type": "event",
+    }
+)
+
+
 def payload_chunk(data: bytes) -> bytes:
-    return encode_message(
-        {
-            ":event-type": "PayloadChunk",
-            ":content-type": "application/octet-stream",
-            ":message-type": "event",
-        },
-        data,
-    )
+    return encode_message(_PAYLOAD_CHUNK, data)
 
 
 def invoke_complete(
@@ -53,11 +67,4 @@ def invoke_complete(
         )
         if value is not None
     }
-    return encode_message(
-        {
-            ":event-type": "InvokeComplete",
-            ":content-type": "application/json",
-            ":message-type": "event",
-        },
-        json.dumps(document).encode(),
-    )
+    return encode_message(_INVOKE_COMPLETE, json.dumps(document).encode())

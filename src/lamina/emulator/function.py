@@ -36,6 +36,11 @@ def region() -> str:
     )
 
 
+def function_arn(name: str) -> str:
+    """The unqualified ARN of the function called ``name``, in this account and region."""
+    return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{name}"
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -122,7 +127,7 @@ class FunctionConfig:
 
     @functools.cached_property
     def arn(self) -> str:
-        return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{self.name}"
+        return function_arn(self.name)
 
     @property
     def is_python(self) -> bool:
@@ -162,7 +167,7 @@ def parse_function_name(raw: str, qualifier: str | None = None) -> FunctionRef:
 
 
 def not_found(ref: FunctionRef) -> ResourceNotFound:
-    arn = f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{ref.name}"
+    arn = function_arn(ref.name)
     if ref.qualifier != LATEST:
         arn += f":{ref.qualifier}"
     return ResourceNotFound(f"Function not found: {arn}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import time
@@ -54,6 +55,7 @@ def split_target(target: str, function_name: str) -> tuple[str, str]:
     return rest or "/", query
 
 
+@functools.cache
 def url_id(function_name: str) -> str:
     """A stable, URL-id-like host label for a function (32 lower-case characters)."""
     return (
@@ -81,13 +83,18 @@ def request_event(
     now = time.time() if now is None else now
     raw_path, raw_query = split_target(request.target, function_name)
 
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in request.header_list:
-        if name == "cookie":
-            cookies += [part.strip() for part in value.split(";") if part.strip()]
-            continue
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    # Repeated headers arrive joined with commas, as parsing left them; cookies are
+    # taken from each Cookie header apart, since a comma is no cookie separator.
+    headers = {
+        name: value for name, value in request.headers.items() if name != "cookie"
+    }
+    cookies = [
+        part.strip()
+        for name, value in request.header_list
+        if name == "cookie"
+        for part in value.split(";")
+        if part.strip()
+    ]
 
     label = url_id(function_name)
     domain = f"{label}.lambda-url.{region()}.on.aws"

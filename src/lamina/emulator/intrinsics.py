@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from lamina.emulator.constraints import BadValue
-from lamina.emulator.function import ACCOUNT_ID, region
+from lamina.emulator.function import ACCOUNT_ID, function_arn, region
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 LAMBDA_FUNCTION = "AWS::Lambda::Function"
@@ -88,7 +88,7 @@ class Intrinsics:
                 name = props.get("FunctionName") if isinstance(props, dict) else None
                 if not isinstance(name, str) or not name:
                     name = str(arg[0])
-                return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{name}"
+                return function_arn(name)
         self.warn(f"{logical_id}: Fn::GetAtt is not evaluated locally; left empty")
         return ""
 

@@ -8,14 +8,13 @@ import dataclasses
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from lamina.emulator import eventstream, function_url
 from lamina.emulator.errors import InvalidParameterValue, ServiceError
 from lamina.emulator.function import LATEST, FunctionRef, parse_function_name
 from lamina.emulator.http import Request, Response, StreamAborted
-from lamina.emulator.invoke_request import InvokeRequest
+from lamina.emulator.invoke_request import InvokeRequest, new_request_id
 from lamina.emulator.logs import tail
 from lamina.emulator.service import LambdaService
 from lamina.emulator.streams import ResponseStream
@@ -61,19 +60,19 @@ class InvokeAPI:
             return await self._route(request)
         except ServiceError as error:
             logger.info("%s %s → %s", request.method, request.path, error.error_type)
-            return error_response(error, str(uuid.uuid4()))
+            return error_response(error, new_request_id())
         except Exception:
             # A fault of lamina's own: the caller gets Lambda's 500, the log the cause.
             logger.error("%s %s failed", request.method, request.path, exc_info=True)
             return error_response(
                 ServiceError("An internal error occurred in the local Lambda service."),
-                str(uuid.uuid4()),
+                new_request_id(),
             )
 
     async def _route(self, request: Request) -> Response:
         path = request.path
         if path.startswith(function_url.PREFIX):
-            return await self.function_url(request, str(uuid.uuid4()))
+            return await self.function_url(request, new_request_id())
         if path.startswith(STREAMING_FUNCTIONS) and request.method == "POST":
             name, _, action = path[len(STREAMING_FUNCTIONS) :].partition("/")
             if action == "response-streaming-invocations":
@@ -84,9 +83,9 @@ class InvokeAPI:
             if action == "invocations" and request.method == "POST":
                 return await self.invoke(name, request)
             if rest in ("", "/") and request.method == "GET":
-                return self.list_functions(str(uuid.uuid4()))
+                return self.list_functions(new_request_id())
         elif path.rstrip("/") == FUNCTIONS.rstrip("/") and request.method == "GET":
-            return self.list_functions(str(uuid.uuid4()))
+            return self.list_functions(new_request_id())
         error = ServiceError(f"No operation at {request.method} {path}")
         error.error_type, error.status, error.kind = (
             "UnknownOperationException",
@@ -115,13 +114,16 @@ class InvokeAPI:
         )
         return invoke, invocation_type, log_type
 
+    def _dry_run(self, invoke: InvokeRequest) -> Response:
+        self.service.dry_run(invoke)
+        return Response(204, b"", [("x-amzn-RequestId", new_request_id())])
+
     async def invoke(self, raw_name: str, request: Request) -> Response:
         invoke, invocation_type, log_type = self._read_invoke(raw_name, request)
         ref = invoke.ref
 
         if invocation_type == "DryRun":
-            self.service.dry_run(invoke)
-            return Response(204, b"", [("x-amzn-RequestId", str(uuid.uuid4()))])
+            return self._dry_run(invoke)
         if invocation_type == "Event":
             request_id = await self.service.invoke_async(invoke)
             logger.info("%s: accepted async invoke %s", ref.name, request_id)
@@ -172,13 +174,12 @@ class InvokeAPI:
         """InvokeWithResponseStream: chunks as event-stream messages as they come."""
         invoke, invocation_type, log_type = self._read_invoke(raw_name, request)
         if invocation_type == "DryRun":
-            self.service.dry_run(invoke)
-            return Response(204, b"", [("x-amzn-RequestId", str(uuid.uuid4()))])
+            return self._dry_run(invoke)
         if invocation_type == "Event":
             raise InvalidParameterValue(
                 "InvokeWithResponseStream does not take InvocationType Event"
             )
-        invoke = dataclasses.replace(invoke, request_id=str(uuid.uuid4()))
+        invoke = dataclasses.replace(invoke, request_id=new_request_id())
         accepted = self.service.accept(invoke)
         stream = ResponseStream(live=True)
         task = asyncio.get_running_loop().create_task(accepted.run(stream))
