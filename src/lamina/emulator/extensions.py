@@ -139,6 +139,15 @@ class Extensions:
         code = await process.wait()
         self.api.process_exited(name, f"Extension {name} exited: {exit_message(code)}")
 
+    def _notice_exits(self) -> None:
+        """Extensions that ended while idle, known before an event goes out, not
+        after: the loop may not yet have run the watch of one that just died."""
+        for name, process in self._processes.items():
+            code = process.poll()
+            if code is not None:
+                message = f"Extension {name} exited: {exit_message(code)}"
+                self.api.process_exited(name, message)
+
     def ready(self, runtime_ready: asyncio.Future[None]) -> asyncio.Future[None]:
         """Done when the runtime is ready and every extension waits for an event."""
 
@@ -161,6 +170,7 @@ class Extensions:
         After an extension failed, the runtime gets nothing: the invoke fails with
         the extension's error.
         """
+        self._notice_exits()
         if self.api.failure is not None:
             return []
         runtime.dispatch(pending)

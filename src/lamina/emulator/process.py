@@ -47,6 +47,15 @@ class ChildProcess:
     def returncode(self) -> int | None:
         return self._exited.result() if self._exited.done() else None
 
+    def poll(self) -> int | None:
+        """The exit status if the process has ended, found out now (not when the
+        event loop next looks), or None while it runs."""
+        if not self._exited.done():
+            code = self._popen.poll()
+            if code is not None:
+                self._settle(code)
+        return self.returncode
+
     def main_pid(self) -> int | None:
         """The process the environment is about (inside a sandbox: not the wrapper)."""
         return self.pid
