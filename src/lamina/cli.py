@@ -404,8 +404,11 @@ def _invoke(args: argparse.Namespace) -> int:
 
 def _function_ref(service: Any, raw: str) -> Any:
     """What ``lamina invoke`` names: a function name, or the resource's logical id."""
-    from lamina.emulator.function import FunctionRef, parse_function_name
-    from lamina.toolchain.build import function_named
+    from lamina.emulator.function import (
+        FunctionRef,
+        function_named,
+        parse_function_name,
+    )
 
     ref = parse_function_name(raw)
     config = function_named(service.functions, ref.name)

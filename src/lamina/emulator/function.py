@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,15 @@ class FunctionConfig:
     def python_version(self) -> str:
         """``python3.12`` → ``3.12``."""
         return self.runtime.removeprefix("python")
+
+
+def function_named(
+    functions: Mapping[str, FunctionConfig], name: str
+) -> FunctionConfig | None:
+    """The function called ``name``, else the one whose logical id is ``name``."""
+    if name in functions:
+        return functions[name]
+    return next((c for c in functions.values() if c.logical_id == name), None)
 
 
 @dataclass(frozen=True)

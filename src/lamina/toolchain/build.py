@@ -33,12 +33,12 @@ import sys
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lamina.emulator.errors import LaminaError
-from lamina.emulator.function import FunctionConfig, Layer
+from lamina.emulator.function import FunctionConfig, Layer, function_named
 from lamina.toolchain.targets import BOOTSTRAP_PLACES, Target, UnknownTarget, target
 
 ZIPPED_LIMIT = 50 * 1024 * 1024  # direct upload
@@ -66,15 +66,6 @@ class Package:
 
 def megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
-
-
-def function_named(
-    functions: Mapping[str, FunctionConfig], name: str
-) -> FunctionConfig | None:
-    """The function called ``name``, else the one whose logical id is ``name``."""
-    if name in functions:
-        return functions[name]
-    return next((c for c in functions.values() if c.logical_id == name), None)
 
 
 # -- collecting files -----------------------------------------------------------------

@@ -36,14 +36,13 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     NoRegionError,
 )
 
-from lamina.emulator.function import EventInvokeConfig, FunctionConfig
+from lamina.emulator.function import EventInvokeConfig, FunctionConfig, function_named
 from lamina.emulator.intrinsics import SERVERLESS_FUNCTION
 from lamina.toolchain.build import (
     ZIPPED_LIMIT,
     BuildError,
     build_function,
     built_dir,
-    function_named,
     package_files,
 )
 from lamina.toolchain.deployer import (
