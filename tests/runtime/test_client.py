@@ -223,9 +223,18 @@ def test_unparseable_event_is_an_unmarshal_error(runtime: StartRuntime) -> None:
     assert body["errorMessage"].startswith("Unable to unmarshal input:")
 
 
-def test_without_a_runtime_api_it_says_what_to_do() -> None:
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(["-m", "lamina.runtime"], id="python-m"),
+        pytest.param(
+            ["-c", "import lamina.runtime as r; r.run(lambda e, c: e)"], id="run"
+        ),
+    ],
+)
+def test_without_a_runtime_api_it_says_what_to_do(start: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-S", "-m", "lamina.runtime"],
+        [sys.executable, "-S", *start],
         env={"PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,

@@ -342,13 +342,20 @@ def run(handler: Handler, *, concurrency: int | None = None) -> None:
     ``concurrency`` (default: ``AWS_LAMBDA_MAX_CONCURRENCY``, else 1) is how many
     invocations may be in flight at once.
     """
+    address = _runtime_api_address()
     _make_output_safe()
     configure_logging()
-    serve(
-        handler,
-        os.environ["AWS_LAMBDA_RUNTIME_API"],
-        concurrency or concurrency_from_env(),
-    )
+    serve(handler, address, concurrency or concurrency_from_env())
+
+
+def _runtime_api_address() -> str:
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        sys.exit(
+            "lamina.runtime: AWS_LAMBDA_RUNTIME_API is not set; run this under "
+            "Lambda, `lamina invoke` or `lamina serve`"
+        )
+    return address
 
 
 def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
@@ -361,12 +368,7 @@ def init_error(api: RuntimeAPI, exc: Exception) -> NoReturn:
 
 def main() -> None:
     """``python -m lamina.runtime``: run the handler that ``_HANDLER`` names."""
-    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
-    if not address:
-        sys.exit(
-            "lamina.runtime: AWS_LAMBDA_RUNTIME_API is not set; run this under "
-            "Lambda, `lamina invoke` or `lamina serve`"
-        )
+    address = _runtime_api_address()
     _make_output_safe()
     configure_logging()
     api = RuntimeAPI(address)
